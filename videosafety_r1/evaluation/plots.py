@@ -1,0 +1,91 @@
+"""PNG figures of an evaluation, drawn with matplotlib's Agg backend (no display needed, safe on servers).
+
+Each function takes already computed numbers (``group_table`` rows, labels and head probabilities, per-checkpoint
+metrics), writes one PNG and returns its path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from .alarm_metrics import auroc, roc_curve  # noqa: E402
+
+__all__ = ["plot_category_dsr", "plot_roc_curves", "plot_dsr_vs_frr"]
+
+
+def _save(fig: Any, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_category_dsr(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, by: str = "category") -> Path:
+    """Grouped bars of DSR per category, one bar per harmful split, with bootstrap intervals as error bars."""
+    rows = [r for r in rows if r.get("dsr") is not None and not math.isnan(r["dsr"])]
+    groups = sorted({str(r.get(by)) for r in rows})
+    splits = sorted({str(r.get("split")) for r in rows})
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(groups) + 2), 3.5))
+    width = 0.8 / max(len(splits), 1)
+    for i, split in enumerate(splits):
+        lookup = {str(r.get(by)): r for r in rows if str(r.get("split")) == split}
+        xs, ys, err = [], [], [[], []]
+        for j, g in enumerate(groups):
+            if g in lookup:
+                r = lookup[g]
+                xs.append(j + (i - (len(splits) - 1) / 2) * width)
+                ys.append(r["dsr"])
+                lo, hi = r.get("dsr_ci_low"), r.get("dsr_ci_high")
+                ok = lo is not None and hi is not None and not (math.isnan(lo) or math.isnan(hi))
+                err[0].append(max(r["dsr"] - lo, 0.0) if ok else 0.0)
+                err[1].append(max(hi - r["dsr"], 0.0) if ok else 0.0)
+        ax.bar(xs, ys, width=width, yerr=err, capsize=2, label=split)
+    ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("DSR")
+    ax.set_title(f"Defense success rate by {by}")
+    if splits:
+        ax.legend()
+    return _save(fig, path)
+
+
+def plot_roc_curves(heads: Mapping[str, tuple[Sequence[int], Sequence[float]]], path: str | os.PathLike) -> Path:
+    """ROC curve of each alarm head, e.g. ``{"visual": (labels, probs), "textual": (labels, probs)}``."""
+    fig, ax = plt.subplots(figsize=(4, 4))
+    for name, (labels, probs) in heads.items():
+        fpr, tpr, _ = roc_curve(labels, probs)
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {auroc(labels, probs):.3f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("Alarm heads")
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_dsr_vs_frr(points: Sequence[Mapping[str, Any]], path: str | os.PathLike, split: str = "HH") -> Path:
+    """Safety against over-refusal across checkpoints: each point ``{"label", "dsr", "frr"}``, joined in order
+    (up and to the left is better)."""
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    xs = [float(p["frr"]) for p in points]
+    ys = [float(p["dsr"]) for p in points]
+    ax.plot(xs, ys, marker="o")
+    for p, x, y in zip(points, xs, ys):
+        ax.annotate(str(p.get("label", "")), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("FRR (SafeQ)")
+    ax.set_ylabel(f"DSR ({split})")
+    ax.set_title("DSR vs FRR across checkpoints")
+    return _save(fig, path)

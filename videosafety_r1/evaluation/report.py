@@ -1,0 +1,182 @@
+"""What an evaluation leaves on disk: ``results.json``, ``samples.jsonl``, CSV tables, and console tables.
+
+``samples.jsonl`` is written one line per finished item and flushed at once, so a killed run loses at most the item
+in flight and ``read_done_ids`` tells the next run what to skip. ``results.json`` holds NaN as null (strict JSON).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "data_hash",
+    "write_results_json",
+    "SampleWriter",
+    "read_samples",
+    "read_done_ids",
+    "write_csv",
+    "format_table",
+]
+
+logger = logging.getLogger(__name__)
+PathLike = str | os.PathLike
+
+
+def data_hash(path: PathLike) -> str:
+    """sha256 of a data file, or of a directory's files (relative paths and contents, in sorted order), so a
+    result can be traced to the exact benchmark it was computed on."""
+    path = Path(path)
+    h = hashlib.sha256()
+    if not path.exists():
+        raise FileNotFoundError(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN/inf -> None, tuples -> lists, numpy scalars/arrays -> Python, anything else unknown -> str."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    return str(value)
+
+
+def write_results_json(
+    path: PathLike,
+    metrics: Mapping[str, Any],
+    config: Mapping[str, Any] | None = None,
+    judge: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    model_id: str | None = None,
+    data_sha256: str | None = None,
+    **extra: Any,
+) -> Path:
+    """Write the run summary; judge info should include the prompt template name, version and hash."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "model_id": model_id,
+        "data_hash": data_sha256,
+        "judge": judge,
+        "config": config,
+        "metrics": metrics,
+        **extra,
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(payload), indent=2, ensure_ascii=False, allow_nan=False) + "\n", "utf-8")
+    os.replace(tmp, path)  # readers never see a half-written file
+    return path
+
+
+class SampleWriter:
+    """Append one JSON line per finished item; usable as a context manager."""
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair_torn_tail()
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def _repair_torn_tail(self) -> None:
+        """A run killed mid-write leaves a last line without a newline: cut it so the next append starts clean."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        data = self.path.read_bytes()
+        if not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            logger.warning("dropping a torn last line of %s (%d bytes)", self.path, len(data) - keep)
+            with self.path.open("r+b") as fh:
+                fh.truncate(keep)
+
+    def write(self, sample: Mapping[str, Any]) -> None:
+        self._fh.write(json.dumps(_jsonable(sample), ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> SampleWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_samples(path: PathLike) -> list[dict[str, Any]]:
+    """All complete lines of a samples file (a torn or unreadable line is skipped with a warning); [] if absent."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                logger.warning("skipping unreadable line %d of %s", lineno, path)
+    return rows
+
+
+def read_done_ids(path: PathLike) -> set[str]:
+    """Ids of items already written, so a resumed run skips them."""
+    return {str(r["id"]) for r in read_samples(path) if isinstance(r, dict) and "id" in r}
+
+
+def write_csv(path: PathLike, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> Path:
+    """Write rows (e.g. ``group_table`` output) as CSV; columns default to the union of keys in first-seen order."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if columns is None:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if _jsonable(r.get(k)) is None else r.get(k)) for k in columns})
+    return path
+
+
+def _cell(value: Any, digits: int) -> str:
+    if isinstance(value, float):
+        return "-" if not math.isfinite(value) else f"{value:.{digits}f}"
+    return "-" if value is None else str(value)
+
+
+def format_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None, digits: int = 3) -> str:
+    """Plain-text table with aligned columns (numbers right-aligned) for logs and the console."""
+    rows = list(rows)
+    if columns is None:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+    cells = [[_cell(r.get(c), digits) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    numeric = [all(isinstance(r.get(c), (int, float)) or r.get(c) is None for r in rows) for c in columns]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+
+    out = [line(list(columns)), "  ".join("-" * w for w in widths)]
+    out += [line(row) for row in cells]
+    return "\n".join(out)
