@@ -1,0 +1,87 @@
+"""The ``videosafety-r1`` command: ``validate-data`` and ``make-synthetic`` (docs/data.md).
+
+Exit codes: 0 clean, 1 problems found, 2 usage error (bad arguments, missing file or data root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def _write(text: str) -> None:
+    """The CLI's only output channel: its report goes to stdout (the library itself only logs)."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="videosafety-r1", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    validate = sub.add_parser("validate-data", help="check dataset files; every problem with file, line and field")
+    validate.add_argument("files", nargs="+", metavar="FILE", help="JSONL files (canonical, published SFT or GRPO)")
+    validate.add_argument("--data-root", help="folder media paths are relative to (default: each file's folder)")
+    validate.add_argument("--kind", default="auto", choices=["auto", "sft", "cot", "grpo", "eval"])
+    validate.add_argument("--format", default="auto", help="force a format instead of detecting it per file")
+    validate.add_argument("--no-video-check", action="store_true", help="skip opening media (paths still checked)")
+    validate.add_argument("--legacy-labels", action="store_true", help="input uses 1 = safe; convert on read")
+    synth = sub.add_parser("make-synthetic", help="write a synthetic safety dataset with known labels")
+    synth.add_argument("out", metavar="OUT", help="output folder (videos/, sft/cot/grpo/eval .jsonl)")
+    synth.add_argument("--n", type=int, default=64, help="number of clips")
+    synth.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from videosafety_r1.data.importers import FORMATS
+    from videosafety_r1.data.validate import validate_file
+
+    missing = [f for f in args.files if not Path(f).is_file()]
+    if missing or (args.data_root and not Path(args.data_root).is_dir()):
+        _write(f"error: not found: {', '.join(missing) or args.data_root}")
+        return EXIT_USAGE
+    if args.format != "auto" and args.format not in FORMATS:
+        _write(f"error: --format must be auto or one of {', '.join(FORMATS)}")
+        return EXIT_USAGE
+    problems = 0
+    for name in args.files:
+        _, report = validate_file(
+            name,
+            args.data_root,
+            fmt=args.format,
+            kind=args.kind,
+            check_videos=not args.no_video_check,
+            legacy_labels=args.legacy_labels,
+        )
+        problems += len(report.problems)
+        fmt = report.formats.get(name, "unknown")
+        _write(f"== {name} ({fmt})")
+        _write(report.summary())
+    _write("OK" if not problems else f"FAILED: {problems} problems")
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def _make_synthetic(args: argparse.Namespace) -> int:
+    from videosafety_r1.data.synthetic import make_synthetic_dataset
+
+    if args.n < 1:
+        _write("error: --n must be at least 1")
+        return EXIT_USAGE
+    paths = make_synthetic_dataset(args.out, args.n, args.seed)
+    _write("\n".join(f"{name}: {path}" for name, path in paths.items()))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``videosafety-r1`` script; returns the exit code (argparse errors exit 2)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    handlers = {"validate-data": _validate, "make-synthetic": _make_synthetic}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Canonical, typed records for every dataset the library reads (docs/data.md).
+
+Rows are parsed once into dataclasses so that a bad field fails at load time with a line number, not as a
+``KeyError`` hours into training. Labels everywhere: 0 = safe, 1 = harmful.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+SAFE, HARMFUL = 0, 1
+#: Marker of the label convention a record is in; the canonical one is 0 = safe, 1 = harmful.
+CANONICAL_CONVENTION = "harmful=1"
+#: The convention of some early releases (1 = safe), only ever converted explicitly (importers.convert_legacy_labels).
+LEGACY_CONVENTION = "safe=1"
+PROBLEM_TYPES = ("free-form-and-choice", "free-form", "multiple choice", "numerical", "OCR", "regression")
+SAFETY_PROBLEM_TYPE = "free-form-and-choice"
+EVAL_SPLITS = ("HH", "SH", "SafeQ")
+ALARM_LITERALS = ("<|visual_alarm|>", "<|textual_alarm|>")
+MediaType = Literal["video", "image", "none"]
+RecordKind = Literal["sft", "grpo", "eval"]
+
+_TAG_RE = {tag: re.compile(rf"<{tag}>(.*?)</{tag}>", re.DOTALL) for tag in ("think", "answer", "vidType", "textType")}
+COT_RE = re.compile(
+    r"\s*<think>.*?</think>\s*<answer>.*?</answer>\s*<vidType>\s*[01]\s*</vidType>\s*<textType>\s*[01]\s*</textType>\s*",
+    re.DOTALL,
+)
+
+
+def extract_tag(text: str, tag: str) -> str | None:
+    """Content of the first ``<tag>…</tag>`` in ``text`` (None when absent), e.g. the reference labels of a solution."""
+    match = _TAG_RE[tag].search(text) if tag in _TAG_RE else re.search(rf"<{tag}>(.*?)</{tag}>", text, re.DOTALL)
+    return match.group(1) if match else None
+
+
+def format_cot(think: str, answer: str, visual: int, textual: int) -> str:
+    """The CoT target of stages 3-4: ``<think>…</think><answer>…</answer><vidType>v</vidType><textType>t</textType>``."""
+    return f"<think>{think}</think><answer>{answer}</answer><vidType>{visual}</vidType><textType>{textual}</textType>"
+
+
+@dataclass(frozen=True)
+class Media:
+    """What the sample shows: a video or image path relative to the data root, or nothing (text-only)."""
+
+    type: MediaType = "none"
+    path: str | None = None
+
+    def to_dict(self) -> dict[str, Any] | None:
+        return None if self.type == "none" else {"type": self.type, "path": self.path}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any] | None) -> Media:
+        if value is None:
+            return cls()
+        return cls(type=value.get("type", "none"), path=value.get("path"))
+
+
+@dataclass(frozen=True)
+class SafetyLabels:
+    """Harm labels of the video (``visual``) and the query (``textual``), 0 = safe, 1 = harmful."""
+
+    visual: int
+    textual: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"visual": self.visual, "textual": self.textual}
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One conversation turn; ``role`` is ``"user"`` or ``"assistant"`` (``"system"`` allowed first)."""
+
+    role: str
+    content: str
+
+
+@dataclass
+class SFTRecord:
+    """An AT-SFT / CoT cold-start sample: media, conversation and the two alarm labels."""
+
+    id: str
+    media: Media
+    conversation: list[Turn]
+    safety_labels: SafetyLabels
+    category: str | None = None
+    sub_category: str | None = None
+    language: str | None = None
+    split: str | None = None
+    label_convention: str = CANONICAL_CONVENTION
+    kind: RecordKind = field(default="sft", init=False)
+
+    @property
+    def query(self) -> str:
+        """The first user turn, which is where the alarm tokens go."""
+        return next(t.content for t in self.conversation if t.role == "user")
+
+    def to_dict(self) -> dict[str, Any]:
+        row = {k: v for k, v in asdict(self).items() if k not in ("kind",)}
+        row["media"] = self.media.to_dict()
+        row["safety_labels"] = self.safety_labels.to_dict()
+        return row
+
+
+@dataclass
+class GRPORecord:
+    """A Safety-GRPO prompt; reference answer and labels live in the tags of ``solution``."""
+
+    id: str
+    media: Media
+    problem: str
+    problem_type: str
+    solution: str
+    options: list[str] | None = None
+    safety_labels: SafetyLabels | None = None
+    category: str | None = None
+    language: str | None = None
+    label_convention: str = CANONICAL_CONVENTION
+    kind: RecordKind = field(default="grpo", init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        row = {k: v for k, v in asdict(self).items() if k not in ("kind",)}
+        row["media"] = self.media.to_dict()
+        row["safety_labels"] = self.safety_labels.to_dict() if self.safety_labels else None
+        return row
+
+
+@dataclass
+class EvalRecord:
+    """A benchmark query: VSE-HH (harmful video + query), VSE-SH (safe video + harmful query), VSE-SafeQ."""
+
+    id: str
+    split: str
+    query: str
+    media: Media
+    labels: SafetyLabels
+    category: str | None = None
+    language: str | None = None
+    label_convention: str = CANONICAL_CONVENTION
+    kind: RecordKind = field(default="eval", init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        row = {k: v for k, v in asdict(self).items() if k not in ("kind",)}
+        row["media"] = self.media.to_dict()
+        row["labels"] = self.labels.to_dict()
+        return row
+
+
+Record = SFTRecord | GRPORecord | EvalRecord

@@ -1,0 +1,198 @@
+"""Video decoding: sample frames at a target fps, decode only those, return them with transformers metadata.
+
+transformers 5.x decodes video *paths* only through torchcodec, so we decode here (decord, or PyAV where decord
+has no wheel) and hand processors the frame arrays plus a ``VideoMetadata`` whose ``frames_indices`` and ``fps``
+give the true timestamps::
+
+    frames, meta = load_video(path, fps=1.0, max_frames=90)
+    processor(text=..., videos=[frames], video_metadata=[meta], do_sample_frames=False)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from transformers.video_utils import VideoMetadata
+
+logger = logging.getLogger(__name__)
+Backend = Literal["auto", "decord", "pyav"]
+
+
+class VideoDecodeError(RuntimeError):
+    """A video could not be opened or decoded; the message names the file."""
+
+
+class EmptyVideoError(VideoDecodeError):
+    """The video opened but holds no frames."""
+
+
+def _decord():
+    try:
+        import decord
+    except ImportError:
+        return None
+    return decord
+
+
+def resolve_backend(backend: Backend = "auto") -> str:
+    """``auto`` picks decord when it imports (fast seeking), else PyAV."""
+    if backend == "auto":
+        return "decord" if _decord() is not None else "pyav"
+    if backend not in ("decord", "pyav"):
+        raise ValueError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
+    if backend == "decord" and _decord() is None:
+        raise ImportError("backend='decord' but decord is not installed; use backend='pyav'")
+    return backend
+
+
+def sample_frame_indices(
+    total_frames: int, video_fps: float, fps: float | None = 1.0, max_frames: int | None = 90
+) -> list[int]:
+    """Indices of the frames to decode: one every ``1/fps`` seconds, uniformly thinned to at most ``max_frames``.
+
+    ``fps=None`` takes every frame (before the cap). At least one frame is always returned.
+    """
+    if total_frames <= 0:
+        return []
+    if fps is None or fps >= video_fps:
+        indices = np.arange(total_frames)
+    else:
+        count = max(1, math.floor(total_frames / video_fps * fps))
+        indices = np.minimum(np.round(np.arange(count) * video_fps / fps), total_frames - 1).astype(int)
+    if max_frames is not None and len(indices) > max_frames:
+        keep = np.round(np.linspace(0, len(indices) - 1, max_frames)).astype(int)
+        indices = indices[keep]
+    return [int(i) for i in indices]
+
+
+def _decode_decord(path: str, fps: float | None, max_frames: int | None) -> tuple[np.ndarray, int, float, list[int]]:
+    decord = _decord()
+    reader = decord.VideoReader(path, num_threads=1)
+    total, video_fps = len(reader), float(reader.get_avg_fps())
+    indices = sample_frame_indices(total, video_fps, fps, max_frames)
+    if not indices:
+        raise EmptyVideoError(f"{path}: video has no frames")
+    frames = reader.get_batch(indices).asnumpy()
+    return frames, total, video_fps, indices
+
+
+def _stream_info(stream: Any) -> tuple[int, float]:
+    video_fps = float(stream.average_rate or stream.guessed_rate or 0) or 24.0
+    total = int(stream.frames or 0)
+    if total <= 0 and stream.duration is not None and stream.time_base is not None:
+        total = int(round(float(stream.duration * stream.time_base) * video_fps))
+    return total, video_fps
+
+
+def _decode_pyav(path: str, fps: float | None, max_frames: int | None) -> tuple[np.ndarray, int, float, list[int]]:
+    """Seek-aware: jump to the key frame before each wanted frame when it lies ahead, then decode forward."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        total, video_fps = _stream_info(stream)
+        indices = sample_frame_indices(total, video_fps, fps, max_frames)
+        if not indices:
+            raise EmptyVideoError(f"{path}: video has no frames")
+        time_base = float(stream.time_base)
+        start = stream.start_time or 0
+        out: dict[int, np.ndarray] = {}
+        position, frames = -1, None  # index of the last decoded frame, the running decode iterator
+        seek_gap = max(1, int(video_fps))  # decoding < 1 s forward is cheaper than a seek
+        for target in sorted(set(indices)):
+            if frames is None or target - position > seek_gap:
+                container.seek(start + int(target / video_fps / time_base), stream=stream, backward=True)
+                frames = container.decode(stream)
+            for frame in frames:
+                position = int(round((frame.pts - start) * time_base * video_fps))
+                if position >= target:
+                    out[target] = frame.to_ndarray(format="rgb24")
+                    break
+            else:
+                break
+        missing = [i for i in indices if i not in out]
+        if missing and out:  # container over-reported its frame count: repeat the last frame we have
+            last = out[max(out)]
+            out.update({i: last for i in missing})
+        if not out:
+            raise VideoDecodeError(f"{path}: no frame could be decoded")
+    return np.stack([out[i] for i in indices]), total, video_fps, indices
+
+
+def load_video(
+    path: str | os.PathLike[str],
+    fps: float | None = 1.0,
+    max_frames: int | None = 90,
+    backend: Backend = "auto",
+    num_frames_multiple: int = 1,
+) -> tuple[np.ndarray, VideoMetadata]:
+    """Decode the frames sampled at ``fps`` (at most ``max_frames``) as uint8 ``[T, H, W, 3]`` plus metadata.
+
+    The metadata is a ``transformers.video_utils.VideoMetadata`` (original ``fps``, ``total_num_frames``,
+    ``duration``, ``frames_indices``, ``timestamps``), so processors place frames at their real times.
+    ``num_frames_multiple`` (e.g. 2, a Qwen temporal patch) repeats the last frame up to a multiple.
+    """
+    from transformers.video_utils import VideoMetadata
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise VideoDecodeError(f"{path}: video file not found")
+    name = resolve_backend(backend)
+    try:
+        decode = _decode_decord if name == "decord" else _decode_pyav
+        frames, total, video_fps, indices = decode(path, fps, max_frames)
+    except VideoDecodeError:
+        raise
+    except Exception as err:  # decord raises its own DECORDError, PyAV FFmpegError subclasses
+        raise VideoDecodeError(f"{path}: cannot decode video ({type(err).__name__}: {err})") from err
+    if num_frames_multiple > 1 and len(indices) % num_frames_multiple:
+        pad = num_frames_multiple - len(indices) % num_frames_multiple
+        indices = indices + [indices[-1]] * pad
+        frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
+    metadata = VideoMetadata(
+        total_num_frames=total,
+        fps=video_fps,
+        width=int(frames.shape[2]),
+        height=int(frames.shape[1]),
+        duration=total / video_fps,
+        video_backend=name,
+        frames_indices=indices,
+    )
+    return np.ascontiguousarray(frames, dtype=np.uint8), metadata
+
+
+def probe_video(path: str | os.PathLike[str], backend: Backend = "auto") -> int:
+    """Cheap decodability check for validation: open, read the frame count, decode one frame; return the count.
+
+    Raises :class:`VideoDecodeError` for a missing, corrupt or empty video.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise VideoDecodeError(f"{path}: video file not found")
+    name = resolve_backend(backend)
+    try:
+        if name == "decord":
+            reader = _decord().VideoReader(path, num_threads=1)
+            total = len(reader)
+            if total > 0:
+                reader[0].asnumpy()
+        else:
+            import av
+
+            with av.open(path) as container:
+                stream = container.streams.video[0]
+                total = _stream_info(stream)[0]
+                if total > 0:
+                    next(container.decode(stream)).to_ndarray(format="rgb24")
+    except Exception as err:
+        raise VideoDecodeError(f"{path}: cannot decode video ({type(err).__name__}: {err})") from err
+    if total <= 0:
+        raise EmptyVideoError(f"{path}: video has no frames")
+    return total
