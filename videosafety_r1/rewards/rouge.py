@@ -9,6 +9,7 @@ carries are resolved with a carry-lookahead on bits packed per row, not by rippl
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .tokenize import encode
@@ -18,69 +19,55 @@ _MAX_LOOKAHEAD_WORDS = 62  # carry bits of one row packed into one int64
 _BITS = torch.tensor([(1 << k) if k < 63 else -(1 << 63) for k in range(64)], dtype=torch.long)
 
 
-def _pad(seqs: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate id lists into a padded ``[N, L]`` tensor (pad -1) and their lengths ``[N]``."""
-    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    flat = torch.tensor([t for s in seqs for t in s], dtype=torch.long)
-    n, width = len(seqs), int(lengths.max()) if seqs else 0
-    padded = torch.full((n, max(width, 1)), -1, dtype=torch.long)
-    if flat.numel():
-        mask = torch.arange(padded.shape[1]) < lengths[:, None]
-        padded[mask] = flat
-    return padded.to(device), lengths.to(device)
+class _Flat:
+    """Token ids of N texts as one flat ``[S]`` tensor with the row and in-row position of every token."""
+
+    def __init__(self, ids: np.ndarray, lengths: np.ndarray, device: torch.device) -> None:
+        self.ids = torch.from_numpy(ids).to(device)  # [S]
+        self.lengths = torch.from_numpy(lengths).to(device)  # [N]
+        rows = torch.arange(len(lengths), device=device)
+        self.rows = torch.repeat_interleave(rows, self.lengths)  # [S]
+        starts = torch.cumsum(self.lengths, 0) - self.lengths
+        self.pos = torch.arange(self.ids.numel(), device=device) - starts[self.rows]  # [S]
+
+    def ngram_keys(self, n: int, base: int) -> torch.Tensor:
+        """One int64 key per n-gram that starts in this text, unique across rows (row-major)."""
+        keep = self.pos[: self.ids.numel() - n + 1] <= self.lengths[self.rows[: self.ids.numel() - n + 1]] - n
+        key = self.rows[: keep.numel()].clone()
+        for k in range(n):
+            key = key * base + self.ids[k : k + keep.numel()]
+        return key[keep]
 
 
-def _ngram_keys(ids: torch.Tensor, lengths: torch.Tensor, n: int, base: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unique-per-row keys of every n-gram (row-major), flattened with the row index of each key."""
-    rows, width = ids.shape
-    if width < n:
-        empty = torch.empty(0, dtype=torch.long, device=ids.device)
-        return empty, empty
-    key = torch.zeros(rows, width - n + 1, dtype=torch.long, device=ids.device)
-    for k in range(n):
-        key = key * base + ids[:, k : width - n + 1 + k].clamp_min(0)
-    valid = torch.arange(width - n + 1, device=ids.device)[None, :] < (lengths[:, None] - n + 1)
-    row = torch.arange(rows, device=ids.device)[:, None].expand_as(key)
-    return key[valid] + row[valid] * base**n, row[valid]
+def _pair_counts(ref_keys: torch.Tensor, hyp_keys: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Sorted union of keys, each key's count on both sides, and the union index of every reference key."""
+    uniq, inverse = torch.unique(torch.cat([ref_keys, hyp_keys]), return_inverse=True)
+    ref_inv, hyp_inv = inverse[: ref_keys.numel()], inverse[ref_keys.numel() :]
+    ref_counts = torch.bincount(ref_inv, minlength=uniq.numel())
+    hyp_counts = torch.bincount(hyp_inv, minlength=uniq.numel())
+    return uniq, ref_counts, hyp_counts, ref_inv, hyp_inv
 
 
-def _ngram_overlap(ref, ref_len, hyp, hyp_len, n: int, base: int) -> tuple[torch.Tensor, ...]:
-    """Clipped n-gram overlap, reference and hypothesis n-gram counts per row."""
-    rows = ref.shape[0]
-    ref_keys, ref_rows = _ngram_keys(ref, ref_len, n, base)
-    hyp_keys, _ = _ngram_keys(hyp, hyp_len, n, base)
-    overlap = torch.zeros(rows, dtype=torch.long, device=ref.device)
-    if ref_keys.numel() and hyp_keys.numel():
-        uniq, inverse, ref_counts = torch.unique(ref_keys, return_inverse=True, return_counts=True)
-        pos = torch.searchsorted(uniq, hyp_keys).clamp_max(uniq.numel() - 1)
-        found = uniq[pos] == hyp_keys
-        hyp_counts = torch.bincount(pos[found], minlength=uniq.numel())
-        uniq_rows = torch.zeros_like(uniq).scatter_(0, inverse, ref_rows)
-        overlap.index_add_(0, uniq_rows, torch.minimum(ref_counts, hyp_counts))
-    return overlap, (ref_len - n + 1).clamp_min(0), (hyp_len - n + 1).clamp_min(0)
+def _overlap(ref: _Flat, hyp: _Flat, n: int, base: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clipped n-gram overlap per row, then the n-gram counts of reference and hypothesis."""
+    rows = ref.lengths.numel()
+    uniq, ref_counts, hyp_counts, _, _ = _pair_counts(ref.ngram_keys(n, base), hyp.ngram_keys(n, base))
+    overlap = torch.zeros(rows, dtype=torch.long, device=ref.ids.device)
+    overlap.index_add_(0, uniq // base**n, torch.minimum(ref_counts, hyp_counts))
+    return overlap, (ref.lengths - n + 1).clamp_min(0), (hyp.lengths - n + 1).clamp_min(0)
 
 
-def _match_masks(pattern: torch.Tensor, pattern_len: torch.Tensor, text: torch.Tensor, words: int) -> torch.Tensor:
+def _match_masks(pattern: _Flat, text: _Flat, base: int, words: int) -> torch.Tensor:
     """``[T, N, W]`` bit masks: bit i of step j, row r is set where ``pattern[r, i] == text[r, j]``."""
-    rows, width = pattern.shape
-    device = pattern.device
-    base = int(max(pattern.max(), text.max(), 0)) + 1
-    pos = torch.arange(width, device=device)
-    valid = pos[None, :] < pattern_len[:, None]
-    row = torch.arange(rows, device=device)[:, None].expand_as(pattern)
-    keys = (row * base + pattern)[valid]
-    uniq, inverse = torch.unique(keys, return_inverse=True)
-    table = torch.zeros(uniq.numel() * words + 1, dtype=torch.long, device=device)
-    bit_pos = pos[None, :].expand_as(pattern)[valid]
-    # Bits of one word come from distinct positions, so a sum is their OR.
-    table.index_add_(0, inverse * words + bit_pos // _WORD, _BITS.to(device)[bit_pos % _WORD])
-    table = table[:-1].view(-1, words) if uniq.numel() else table.new_zeros(0, words)
-    text_keys = torch.arange(rows, device=device)[:, None] * base + text
-    idx = torch.searchsorted(uniq, text_keys).clamp_max(max(uniq.numel() - 1, 0))
-    hit = (uniq[idx] == text_keys) & (text >= 0) if uniq.numel() else torch.zeros_like(text, dtype=torch.bool)
-    masks = torch.zeros(text.shape[1], rows, words, dtype=torch.long, device=device)
-    masks[hit.T] = table[idx.T[hit.T]]
-    return masks
+    device = pattern.ids.device
+    uniq, _, _, pat_inv, text_inv = _pair_counts(pattern.rows * base + pattern.ids, text.rows * base + text.ids)
+    table = torch.zeros((uniq.numel() + 1) * words, dtype=torch.long, device=device)  # last row: no match
+    # Bits of one word come from distinct positions, so their sum is their OR.
+    table.index_add_(0, pat_inv * words + pattern.pos // _WORD, _BITS.to(device)[pattern.pos % _WORD])
+    steps = int(text.lengths.max()) if text.lengths.numel() else 0
+    index = torch.full((steps, text.lengths.numel()), uniq.numel(), dtype=torch.long, device=device)
+    index[text.pos, text.rows] = text_inv
+    return table.view(-1, words)[index]
 
 
 def _popcount(x: torch.Tensor) -> torch.Tensor:
@@ -91,17 +78,16 @@ def _popcount(x: torch.Tensor) -> torch.Tensor:
     return ((x * 0x0101010101010101) >> 56) & 0xFF
 
 
-def lcs_lengths(pattern: torch.Tensor, pattern_len: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    """LCS length per row of padded id tensors (pad -1 never matches), bit-parallel over the pattern."""
-    rows, device = pattern.shape[0], pattern.device
-    if rows == 0:
-        return torch.zeros(0, dtype=torch.long, device=device)
-    words = max(1, -(-int(pattern_len.max()) // _WORD))
-    masks = _match_masks(pattern, pattern_len, text, words)  # [T, N, W]
+def lcs_lengths(pattern: _Flat, text: _Flat, base: int) -> torch.Tensor:
+    """LCS length per row, bit-parallel over the pattern, one loop step per text position."""
+    rows, device = pattern.lengths.numel(), pattern.ids.device
+    pattern_len = pattern.lengths
+    words = max(1, -(-int(pattern_len.max()) // _WORD)) if rows else 1
+    masks = _match_masks(pattern, text, base, words)  # [T, N, W]
     state = torch.full((rows, words), -1, dtype=torch.long, device=device)  # [N, W], all ones
     shifts = torch.arange(words, device=device)
     lookahead = words <= _MAX_LOOKAHEAD_WORDS
-    for step in range(text.shape[1]):
+    for step in range(masks.shape[0]):
         match = state & masks[step]
         total = state + match
         if words > 1:
@@ -135,31 +121,25 @@ def _fmeasure(overlap: torch.Tensor, ref_count: torch.Tensor, hyp_count: torch.T
 
 
 def rouge_from_ids(
-    references: list[list[int]], hypotheses: list[list[int]], device: torch.device | str | None = None
+    ids: np.ndarray, lengths: np.ndarray, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """``[N, 3]`` float64 ROUGE-1/2/L F-measures from token-id lists (ids comparable across the batch)."""
+    """``[N, 3]`` float64 ROUGE-1/2/L F-measures from flat token ids of N references followed by N hypotheses."""
     device = torch.device("cpu") if device is None else torch.device(device)
-    if not references:
+    rows = len(lengths) // 2
+    if rows == 0:
         return torch.zeros(0, 3, dtype=torch.float64, device=device)
-    ref, ref_len = _pad(references, device)
-    hyp, hyp_len = _pad(hypotheses, device)
-    base = int(max(ref.max(), hyp.max(), 0)) + 1
-    scores = []
-    for n in (1, 2):
-        if (ref.shape[0] + 1) * base**n >= 2**62:  # keys would overflow int64: renumber the ids densely
-            pad = torch.full((1,), -1, dtype=torch.long, device=device)
-            _, dense = torch.unique(torch.cat([pad, ref.flatten(), hyp.flatten()]), return_inverse=True)
-            dense = dense[1:] - 1
-            ref, hyp = dense[: ref.numel()].view_as(ref), dense[ref.numel() :].view_as(hyp)
-            base = int(dense.max()) + 1
-        scores.append(_fmeasure(*_ngram_overlap(ref, ref_len, hyp, hyp_len, n, base)))
-    # LCS is symmetric: run the loop over the shorter side, keep the longer one in the bit vector.
-    if hyp.shape[1] <= ref.shape[1]:
-        lcs = lcs_lengths(ref, ref_len, hyp)
+    split = int(lengths[:rows].sum())
+    if ids.size and (rows + 1) * (int(ids.max()) + 1) ** 2 >= 2**62:  # bigram keys would overflow: renumber
+        ids = np.unique(ids, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    base = int(ids.max()) + 1 if ids.size else 1
+    ref, hyp = _Flat(ids[:split], lengths[:rows], device), _Flat(ids[split:], lengths[rows:], device)
+    scores = [_fmeasure(*_overlap(ref, hyp, n, base)) for n in (1, 2)]
+    # LCS is symmetric: loop over the side with fewer positions, keep the other in the bit vector.
+    if int(hyp.lengths.max()) <= int(ref.lengths.max()):
+        lcs = lcs_lengths(ref, hyp, base)
     else:
-        lcs = lcs_lengths(hyp, hyp_len, ref)
-    lcs = torch.where((ref_len > 0) & (hyp_len > 0), lcs, torch.zeros_like(lcs))
-    scores.append(_fmeasure(lcs, ref_len, hyp_len))
+        lcs = lcs_lengths(hyp, ref, base)
+    scores.append(_fmeasure(lcs, ref.lengths, hyp.lengths))
     return torch.stack(scores, dim=1)
 
 
@@ -176,5 +156,4 @@ def rouge_scores(
     """
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
-    ids = encode(list(references) + list(hypotheses), tokenizer)
-    return rouge_from_ids(ids[: len(references)], ids[len(references) :], device)
+    return rouge_from_ids(*encode(list(references) + list(hypotheses), tokenizer), device)
