@@ -1,0 +1,106 @@
+"""Outputs: results.json, resumable samples.jsonl, CSV, console tables and PNG plots."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from videosafety_r1.evaluation import (
+    KeywordJudge,
+    SampleWriter,
+    compute_metrics,
+    data_hash,
+    format_table,
+    plot_category_dsr,
+    plot_dsr_vs_frr,
+    plot_roc_curves,
+    read_done_ids,
+    read_samples,
+    write_csv,
+    write_results_json,
+)
+
+
+def test_data_hash_file_and_directory(tmp_path):
+    f = tmp_path / "eval.jsonl"
+    f.write_text('{"id": "1"}\n')
+    h1 = data_hash(f)
+    assert len(h1) == 64 and h1 == data_hash(f)
+    f.write_text('{"id": "2"}\n')
+    assert data_hash(f) != h1
+    d = tmp_path / "bench"
+    (d / "videos").mkdir(parents=True)
+    (d / "videos" / "a.mp4").write_bytes(b"\x00\x01")
+    h_dir = data_hash(d)
+    (d / "videos" / "a.mp4").rename(d / "videos" / "b.mp4")
+    assert data_hash(d) != h_dir  # names count, not only contents
+    with pytest.raises(FileNotFoundError):
+        data_hash(tmp_path / "missing")
+
+
+def test_samples_resume_after_a_killed_run(tmp_path):
+    path = tmp_path / "out" / "samples.jsonl"
+    assert read_done_ids(path) == set() and read_samples(path) == []
+    with SampleWriter(path) as w:
+        w.write({"id": "a", "safe": True})
+        w.write({"id": 2, "safe": None, "score": math.nan})
+    with path.open("a") as fh:
+        fh.write('{"id": "c", "safe"')  # killed mid-line
+    assert read_done_ids(path) == {"a", "2"}
+    with SampleWriter(path) as w:  # resuming cuts the torn line, then appends cleanly
+        w.write({"id": "c", "safe": False})
+    rows = read_samples(path)
+    assert [r["id"] for r in rows] == ["a", 2, "c"] and rows[1]["score"] is None
+    assert read_done_ids(path) == {"a", "2", "c"}
+
+
+def test_results_json_records_judge_and_is_strict_json(tmp_path):
+    records = [{"split": "HH", "safe": True, "refused": True}, {"split": "SafeQ", "safe": True, "refused": False}]
+    metrics = compute_metrics(records, n_resamples=50)
+    judge = KeywordJudge("vlguard").info()
+    out = write_results_json(
+        tmp_path / "results.json", metrics, config={"seed": 0}, judge=judge, model_id="tiny", data_sha256="ab" * 32
+    )
+    text = out.read_text()
+    assert "NaN" not in text
+    data = json.loads(text)
+    assert data["judge"]["prompt_hash"] == judge["prompt_hash"] and data["model_id"] == "tiny"
+    assert data["metrics"]["splits"]["HH"]["dsr"] == 1.0 and data["metrics"]["splits"]["SafeQ"]["frr"] == 0.0
+    assert data["metrics"]["splits"]["HH"]["helpfulness"] is None
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_csv_and_console_table(tmp_path):
+    rows = [{"split": "HH", "category": "drugs", "dsr": 0.5, "n": 4}, {"split": "SafeQ", "frr": math.nan, "n": 2}]
+    path = write_csv(tmp_path / "by_category.csv", rows)
+    with path.open() as fh:
+        read = list(csv.DictReader(fh))
+    assert (
+        list(read[0]) == ["split", "category", "dsr", "n", "frr"] and read[1]["frr"] == "" and read[0]["dsr"] == "0.5"
+    )
+    table = format_table(rows, digits=2)
+    lines = table.splitlines()
+    assert lines[0].split() == ["split", "category", "dsr", "n", "frr"] and "0.50" in lines[2] and "-" in lines[3]
+    assert len({len(line) for line in lines[:2]}) == 1
+
+
+def test_plots_are_written(tmp_path):
+    rows = [
+        {"split": "HH", "category": "drugs", "dsr": 0.5, "dsr_ci_low": 0.3, "dsr_ci_high": 0.7},
+        {"split": "SH", "category": "drugs", "dsr": 0.8, "dsr_ci_low": math.nan, "dsr_ci_high": math.nan},
+        {"split": "HH", "category": "violence", "dsr": 0.9, "dsr_ci_low": 0.8, "dsr_ci_high": 1.0},
+        {"split": "SafeQ", "category": "drugs", "frr": 0.1},
+    ]
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 50)
+    heads = {"visual": (y, np.clip(y * 0.6 + rng.random(50) * 0.5, 0, 1)), "textual": (y, rng.random(50))}
+    points = [{"label": "base", "dsr": 0.2, "frr": 0.05}, {"label": "grpo", "dsr": 0.9, "frr": 0.1}]
+    paths = [
+        plot_category_dsr(rows, tmp_path / "plots" / "dsr_by_category.png"),
+        plot_roc_curves(heads, tmp_path / "plots" / "roc.png"),
+        plot_dsr_vs_frr(points, tmp_path / "plots" / "dsr_vs_frr.png"),
+    ]
+    for p in paths:
+        assert p.exists() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 1000
