@@ -1,0 +1,242 @@
+"""Saving, loading, exporting and batch inference for alarm-token models.
+
+Two on-disk forms (design.md, "Alarm tokens, two representations"):
+- the training form (`save_pretrained`): the base checkpoint as transformers writes it (or a PEFT adapter), plus
+  `alarm.safetensors` (vectors and heads) and `alarm_config.json` (format version, ids, config);
+- the plain export (`export_plain_checkpoint`): LoRA merged, vectors written into the two embedding rows, a chat
+  template that places the tokens, a generation config that suppresses them, heads in `alarm_heads.safetensors`.
+Both load back with `load_pretrained`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .model import FORMAT_VERSION, AlarmVideoLLM, add_alarm_tokens
+from .tokens import AlarmConfig, alarm_chat_template, insert_alarm_tokens
+
+logger = logging.getLogger(__name__)
+
+ALARM_CONFIG_FILE = "alarm_config.json"
+ALARM_WEIGHTS_FILE = "alarm.safetensors"
+ALARM_HEADS_FILE = "alarm_heads.safetensors"
+
+
+def _meta(model: AlarmVideoLLM, exported: bool, lora: bool) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "exported": exported,
+        "lora": lora,
+        "visual_alarm_token_id": model.visual_alarm_token_id,
+        "textual_alarm_token_id": model.textual_alarm_token_id,
+        "alarm_config": model.alarm_config.to_dict(),
+    }
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_pretrained(
+    model: AlarmVideoLLM, save_directory: str | Path, processor: Any = None, merge_lora: bool = False, **kwargs: Any
+) -> Path:
+    """Write the training form. With LoRA, the adapter is saved (PEFT layout) unless `merge_lora=True`."""
+    out = Path(save_directory)
+    out.mkdir(parents=True, exist_ok=True)
+    lora = hasattr(model.base, "peft_config")
+    if lora and merge_lora:
+        merged = copy.deepcopy(model.base).merge_and_unload()
+        merged.save_pretrained(out, **kwargs)
+        lora = False
+    else:
+        if lora:
+            base_path = model.base.peft_config["default"].base_model_name_or_path
+            if not base_path or not Path(base_path).exists() and "/" not in base_path:
+                raise ValueError(
+                    "the LoRA base model has no loadable path; save with merge_lora=True or load the base with "
+                    "from_pretrained before applying LoRA"
+                )
+        model.base.save_pretrained(out, **kwargs)
+    save_file(model.alarm_state_dict(), str(out / ALARM_WEIGHTS_FILE), metadata={"format": "pt"})
+    _write_json(out / ALARM_CONFIG_FILE, _meta(model, exported=False, lora=lora))
+    if processor is not None:
+        processor.save_pretrained(out)
+    logger.info("saved alarm model to %s", out)
+    return out
+
+
+def _resolve(path_or_id: str | Path, filename: str) -> str | None:
+    from transformers.utils import cached_file
+
+    return cached_file(
+        str(path_or_id),
+        filename,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
+
+
+def load_pretrained(
+    path_or_id: str | Path,
+    *,
+    dtype: Any = None,
+    attn_implementation: str | None = "sdpa",
+    is_trainable: bool = False,
+    alarm_config: AlarmConfig | None = None,
+    **kwargs: Any,
+) -> tuple[Any, Any]:
+    """Load a checkpoint written by `save_pretrained` or `export_plain_checkpoint` (or any base Video LLM).
+
+    Returns `(model, processor)`; the model is an `AlarmVideoLLM` when the checkpoint has alarm tokens, otherwise
+    the plain transformers model (call `add_alarm_tokens` on it). `alarm_config` overrides the saved trainability
+    switches (the token strings and placement must match).
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(path_or_id))
+    load_kwargs = dict(dtype=dtype, attn_implementation=attn_implementation, **kwargs)
+    adapter_cfg = _resolve(path_or_id, "adapter_config.json")
+    if adapter_cfg:
+        from peft import PeftModel
+
+        base_path = json.loads(Path(adapter_cfg).read_text())["base_model_name_or_path"]
+        base = AutoModelForImageTextToText.from_pretrained(base_path, **load_kwargs)
+        if len(processor.tokenizer) > base.get_input_embeddings().weight.shape[0]:
+            base.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
+        base = PeftModel.from_pretrained(base, str(path_or_id), is_trainable=is_trainable)
+    else:
+        base = AutoModelForImageTextToText.from_pretrained(str(path_or_id), **load_kwargs)
+    meta_path = _resolve(path_or_id, ALARM_CONFIG_FILE)
+    if not meta_path:
+        return base, processor
+    meta = json.loads(Path(meta_path).read_text())
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{meta_path}: format_version {meta['format_version']} is newer than this library's")
+    saved_cfg = AlarmConfig.from_dict(meta["alarm_config"])
+    cfg = alarm_config or saved_cfg
+    if (cfg.visual_token, cfg.textual_token) != (saved_cfg.visual_token, saved_cfg.textual_token):
+        raise ValueError("alarm_config token strings differ from the checkpoint's")
+    emb = base.get_input_embeddings().weight
+    ids = [meta["visual_alarm_token_id"], meta["textual_alarm_token_id"]]
+    baked = emb[ids].detach().clone() if meta.get("exported") else None
+    model = add_alarm_tokens(base, processor, cfg)
+    if model.alarm_token_ids != ids:
+        raise ValueError(f"{meta_path}: tokenizer gives alarm ids {model.alarm_token_ids}, checkpoint says {ids}")
+    if meta.get("exported"):
+        state = {"alarm_embedding.weight": baked}
+        heads_path = _resolve(path_or_id, ALARM_HEADS_FILE)
+        if heads_path:
+            state.update(load_file(heads_path))
+    else:
+        state = load_file(_resolve(path_or_id, ALARM_WEIGHTS_FILE))
+    missing, unexpected = model.load_state_dict(
+        {k: v.to(emb.dtype) for k, v in state.items()}, strict=False, assign=False
+    )
+    unexpected = [k for k in unexpected if not k.startswith("base.")]
+    if unexpected:
+        raise ValueError(f"{path_or_id}: unexpected alarm weights {unexpected}")
+    return model, processor
+
+
+@torch.no_grad()
+def export_plain_checkpoint(model: AlarmVideoLLM, processor: Any, out_dir: str | Path, **kwargs: Any) -> Path:
+    """Write a plain transformers checkpoint that any serving tool runs with the alarm behaviour intact.
+
+    LoRA is merged (on a copy), the alarm vectors go into the embedding rows of the two tokens, the chat template
+    inserts the tokens and neutralises typed literals, the generation config suppresses the alarm ids, and the heads
+    are saved beside it. With tied input/output embeddings the two alarm logit columns change too; they are
+    suppressed in both models, and every other logit is unchanged.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lora = hasattr(model.base, "peft_config")
+    base = copy.deepcopy(model.base).merge_and_unload() if lora else model.base
+    emb = base.get_input_embeddings().weight
+    ids = torch.tensor(model.alarm_token_ids, device=emb.device)
+    original = emb[ids].clone()
+    emb[ids] = model.alarm_embedding.weight.detach().to(emb.dtype)
+    try:
+        base.generation_config.suppress_tokens = sorted(
+            set(base.generation_config.suppress_tokens or []) | set(model.alarm_token_ids)
+        )
+        base.save_pretrained(out, **kwargs)
+    finally:
+        emb[ids] = original
+    heads = {k: v for k, v in model.alarm_state_dict().items() if not k.startswith("alarm_embedding")}
+    if heads:
+        save_file(heads, str(out / ALARM_HEADS_FILE), metadata={"format": "pt"})
+    _write_json(out / ALARM_CONFIG_FILE, _meta(model, exported=True, lora=False))
+    exported = copy.deepcopy(processor)
+    template = alarm_chat_template(processor.chat_template, model.alarm_config)
+    exported.chat_template = template
+    exported.tokenizer.chat_template = template
+    exported.save_pretrained(out)
+    logger.info("exported plain checkpoint to %s (LoRA merged: %s)", out, lora)
+    return out
+
+
+def _video_input(video: Any, fps: float, max_frames: int) -> tuple[np.ndarray, Any]:
+    from transformers.video_utils import VideoMetadata
+
+    if isinstance(video, (str, Path)):
+        from videosafety_r1.data.video import load_video
+
+        decoded = load_video(video, fps=fps, max_frames=max_frames)
+        return decoded.frames, decoded.metadata
+    if isinstance(video, tuple):
+        return video
+    frames = np.asarray(video)
+    n = frames.shape[0]
+    return frames, VideoMetadata(total_num_frames=n, fps=fps, frames_indices=list(range(n)), duration=n / fps)
+
+
+def build_alarm_inputs(
+    processor: Any, videos: list[Any], texts: list[str], fps: float = 1.0, max_frames: int = 90
+) -> Any:
+    """Processor inputs for a batch of (video or None, question) pairs, with alarm tokens placed."""
+    prompts, frames, metas = [], [], []
+    for video, text in zip(videos, texts, strict=True):
+        content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+        if video is not None:
+            content.insert(0, {"type": "video"})
+            f, m = _video_input(video, fps, max_frames)
+            frames.append(f)
+            metas.append(m)
+        chat = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+        prompts.append(insert_alarm_tokens(chat, processor))
+    kwargs: dict[str, Any] = {}
+    if frames:
+        kwargs = dict(videos=frames, video_metadata=metas, do_sample_frames=False)
+    return processor(text=prompts, padding=True, return_tensors="pt", **kwargs)
+
+
+@torch.no_grad()
+def predict_harm(
+    model: AlarmVideoLLM, processor: Any, videos: list[Any], texts: list[str], fps: float = 1.0, max_frames: int = 90
+) -> dict[str, torch.Tensor]:
+    """Harm probabilities from the two heads for a batch: `{"visual": [B], "textual": [B]}`.
+
+    `videos` items are a path, a uint8 frame array `[T, H, W, 3]`, a `(frames, metadata)` pair, or None.
+    """
+    if model.visual_head is None:
+        raise ValueError("this model has no harm heads (AlarmConfig.use_heads=False)")
+    tokenizer = processor.tokenizer
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        inputs = build_alarm_inputs(processor, videos, texts, fps, max_frames)
+    finally:
+        tokenizer.padding_side = side
+    device = model.get_input_embeddings().weight.device
+    out = model(**{k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()})
+    return {
+        "visual": torch.sigmoid(out.visual_alarm_logits.float()).cpu(),
+        "textual": torch.sigmoid(out.textual_alarm_logits.float()).cpu(),
+    }

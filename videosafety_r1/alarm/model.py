@@ -1,0 +1,278 @@
+"""The alarm-token model: learnable alarm embeddings and two harm heads around any supported Video LLM.
+
+The wrapper never edits the base model's code. A forward hook on the input-embedding module swaps in the alarm
+vectors wherever an alarm id appears, so every path that embeds ids (training forward, `generate` prefill, the
+RL log-prob and reference passes) sees them; a hook on the final norm captures the hidden state the heads read.
+The base model's state dict keeps its own keys, so `save_pretrained` of the base stays a normal checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.utils import ModelOutput
+
+from .tokens import AlarmConfig
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_VISION_MODULE_NAMES = ("visual", "vision_model", "vision_tower", "multi_modal_projector", "projector", "mm_projector")
+
+
+@dataclass
+class AlarmOutput(ModelOutput):
+    """The base model's causal-LM output plus the two harm logits (`[B]`, present when heads are enabled)."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    past_key_values: Any = None
+    hidden_states: Any = None
+    attentions: Any = None
+    rope_deltas: torch.Tensor | None = None
+    visual_alarm_logits: torch.Tensor | None = None
+    textual_alarm_logits: torch.Tensor | None = None
+
+
+class AlarmEmbedding(nn.Module):
+    """Two learnable vectors that replace the token embedding at the alarm ids.
+
+    A module of its own (called, not read) so that DeepSpeed ZeRO-3 gathers its parameter whenever it is used,
+    including inside `generate`.
+    """
+
+    def __init__(self, hidden_size: int, visual_id: int, textual_id: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(2, hidden_size))
+        self.visual_id = visual_id
+        self.textual_id = textual_id
+
+    def forward(self, input_ids: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+        vec = self.weight.to(embeds.dtype)
+        is_v = (input_ids == self.visual_id).unsqueeze(-1)  # [B, L, 1]
+        is_t = (input_ids == self.textual_id).unsqueeze(-1)
+        out = torch.where(is_v, vec[0], embeds)
+        return torch.where(is_t, vec[1], out)
+
+
+def find_alarm_positions(input_ids: torch.Tensor, token_id: int, name: str = "alarm") -> torch.Tensor:
+    """Column of the single `token_id` in each row of `input_ids` `[B, L]` -> `[B]`; a clear error otherwise."""
+    hits = input_ids == token_id  # [B, L]
+    counts = hits.sum(-1)
+    if not bool((counts == 1).all()):
+        bad = [(i, int(c)) for i, c in enumerate(counts.tolist()) if c != 1]
+        raise ValueError(
+            f"each row must hold exactly one {name} token (id {token_id}); rows (index, count) {bad[:8]} do not. "
+            "Build prompts with insert_alarm_tokens()."
+        )
+    return hits.int().argmax(-1)
+
+
+def _final_norm(model: nn.Module) -> nn.Module:
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    norm = getattr(decoder, "norm", None)
+    if isinstance(norm, nn.Module):
+        return norm
+    for name, module in model.named_modules():
+        if name.endswith("language_model.norm") or name.endswith("model.norm"):
+            return module
+    raise ValueError(f"cannot find the final norm of {type(model).__name__}; heads need the last hidden state")
+
+
+def is_vision_parameter(name: str) -> bool:
+    """True for parameters of the vision tower or the projector (frozen in every stage of the method)."""
+    parts = name.split(".")
+    return any(p in _VISION_MODULE_NAMES for p in parts)
+
+
+class AlarmVideoLLM(nn.Module):
+    """A Video LLM with alarm tokens. Use it as the model: its forward and `generate` carry the alarm behaviour.
+
+    Attribute access falls through to the wrapped model, so `model.config`, `model.device` or
+    `model.gradient_checkpointing_enable()` work as on the base model.
+    """
+
+    def __init__(self, base: nn.Module, visual_id: int, textual_id: int, config: AlarmConfig) -> None:
+        super().__init__()
+        self.base = base
+        self.alarm_config = config
+        hidden = base.get_input_embeddings().weight.shape[-1]
+        self.alarm_embedding = AlarmEmbedding(hidden, visual_id, textual_id)
+        self.visual_head = nn.Linear(hidden, 1) if config.use_heads else None
+        self.textual_head = nn.Linear(hidden, 1) if config.use_heads else None
+        self._captured: torch.Tensor | None = None
+        self._capture = False
+        self._hooks = [
+            base.get_input_embeddings().register_forward_hook(self._embed_hook),
+            _final_norm(base).register_forward_hook(self._norm_hook),
+        ]
+
+    # --- hooks -------------------------------------------------------------------------------------------------
+    def _embed_hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        return self.alarm_embedding(args[0], output)
+
+    def _norm_hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        if self._capture:
+            self._captured = output
+
+    # --- delegation --------------------------------------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["base"], name)
+
+    @property
+    def visual_alarm_token_id(self) -> int:
+        return self.alarm_embedding.visual_id
+
+    @property
+    def textual_alarm_token_id(self) -> int:
+        return self.alarm_embedding.textual_id
+
+    @property
+    def alarm_token_ids(self) -> list[int]:
+        return [self.alarm_embedding.visual_id, self.alarm_embedding.textual_id]
+
+    def get_base_model(self) -> nn.Module:
+        """The transformers model underneath (a PEFT wrapper's base when LoRA is applied)."""
+        base = self.base
+        return base.get_base_model() if hasattr(base, "peft_config") else base
+
+    # --- forward / generate ------------------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor | None = None, **kwargs: Any) -> AlarmOutput:
+        """Base forward plus `visual_alarm_logits` / `textual_alarm_logits` `[B]` at the alarm positions.
+
+        Alarm label fields (`visual_alarm_labels`, `textual_alarm_labels`) are accepted and ignored here: the
+        trainer turns them into the ATC loss.
+        """
+        kwargs.pop("visual_alarm_labels", None)
+        kwargs.pop("textual_alarm_labels", None)
+        heads = self.visual_head is not None and input_ids is not None
+        self._capture, self._captured = heads, None
+        try:
+            out = self.base(input_ids=input_ids, **kwargs)
+        finally:
+            self._capture = False
+        result = AlarmOutput(**{k: v for k, v in out.items() if k in AlarmOutput.__dataclass_fields__})
+        if heads:
+            hidden, self._captured = self._captured, None  # [B, L, H], after the final norm
+            if hidden is None or hidden.shape[1] != input_ids.shape[1]:
+                raise RuntimeError("the final hidden state was not captured for the whole sequence")
+            rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+            v_pos = find_alarm_positions(input_ids, self.visual_alarm_token_id, "visual alarm")
+            t_pos = find_alarm_positions(input_ids, self.textual_alarm_token_id, "textual alarm")
+            result.visual_alarm_logits = self.visual_head(hidden[rows, v_pos].to(self.visual_head.weight.dtype))[:, 0]
+            result.textual_alarm_logits = self.textual_head(hidden[rows, t_pos].to(self.textual_head.weight.dtype))[
+                :, 0
+            ]
+        return result
+
+    @torch.no_grad()
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """`generate` of the base model with the alarm ids suppressed at every step."""
+        gen_config = kwargs.get("generation_config")
+        if gen_config is not None:
+            gen_config = gen_config.__class__.from_dict(gen_config.to_dict())
+            gen_config.suppress_tokens = sorted(set(gen_config.suppress_tokens or []) | set(self.alarm_token_ids))
+            kwargs["generation_config"] = gen_config
+        else:
+            existing = kwargs.get("suppress_tokens") or self.base.generation_config.suppress_tokens or []
+            kwargs["suppress_tokens"] = sorted(set(existing) | set(self.alarm_token_ids))
+        return self.base.generate(*args, **kwargs)
+
+    # --- trainability -----------------------------------------------------------------------------------------
+    def apply_trainability(self, config: AlarmConfig | None = None) -> None:
+        """Set `requires_grad` from the config: LLM, alarm vectors, heads; vision tower and projector frozen."""
+        cfg = config or self.alarm_config
+        self.alarm_config = cfg
+        for name, p in self.base.named_parameters():
+            if "lora_" in name:
+                p.requires_grad_(True)
+            elif cfg.freeze_vision and is_vision_parameter(name):
+                p.requires_grad_(False)
+            elif hasattr(self.base, "peft_config"):
+                p.requires_grad_(False)  # LoRA: only adapters train inside the base
+            else:
+                p.requires_grad_(cfg.train_llm)
+        self.alarm_embedding.weight.requires_grad_(cfg.train_vectors)
+        for head in (self.visual_head, self.textual_head):
+            if head is not None:
+                head.requires_grad_(cfg.train_heads)
+
+    def alarm_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the alarm parameters (vectors and heads), detached, on CPU."""
+        sd = {"alarm_embedding.weight": self.alarm_embedding.weight}
+        for head_name in ("visual_head", "textual_head"):
+            head = getattr(self, head_name)
+            if head is not None:
+                sd[f"{head_name}.weight"] = head.weight
+                sd[f"{head_name}.bias"] = head.bias
+        return {k: v.detach().cpu().contiguous() for k, v in sd.items()}
+
+    def save_pretrained(self, save_directory: Any, processor: Any = None, **kwargs: Any) -> None:
+        from .io import save_pretrained
+
+        save_pretrained(self, save_directory, processor=processor, **kwargs)
+
+
+def _init_vectors(model: AlarmVideoLLM, config: AlarmConfig) -> None:
+    weight = model.alarm_embedding.weight
+    with torch.no_grad():
+        if config.init == "zeros":
+            weight.zero_()
+        elif config.init == "normal":
+            weight.normal_(0.0, config.init_std)
+        else:
+            emb = model.base.get_input_embeddings().weight
+            weight.copy_(emb.float().mean(0, keepdim=True).expand_as(weight))
+
+
+def register_alarm_tokens(processor: Any, config: AlarmConfig | None = None) -> tuple[int, int]:
+    """Add the two alarm tokens to the processor's tokenizer (once) and return their ids."""
+    cfg = config or AlarmConfig()
+    tokenizer = getattr(processor, "tokenizer", processor)
+    new = [t for t in (cfg.visual_token, cfg.textual_token) if t not in tokenizer.get_vocab()]
+    if new:
+        tokenizer.add_special_tokens({"additional_special_tokens": new}, replace_extra_special_tokens=False)
+    ids = tokenizer.convert_tokens_to_ids([cfg.visual_token, cfg.textual_token])
+    if processor is not tokenizer:
+        processor.alarm_config = cfg
+    return int(ids[0]), int(ids[1])
+
+
+def add_alarm_tokens(model: nn.Module, processor: Any, config: AlarmConfig | None = None) -> AlarmVideoLLM:
+    """Register the alarm tokens and return the model to use from now on (an `AlarmVideoLLM`).
+
+    Resizes the embeddings only when the vocabulary has no room (a padded vocabulary is never shrunk), stores the
+    ids in `model.config`, initialises the vectors per `config.init`, and applies the trainability switches.
+    """
+    cfg = config or AlarmConfig()
+    if isinstance(model, AlarmVideoLLM):
+        raise ValueError("model already has alarm tokens")
+    visual_id, textual_id = register_alarm_tokens(processor, cfg)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    base = model.get_base_model() if hasattr(model, "peft_config") else model
+    current = base.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > current:
+        base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        logger.info("resized token embeddings %d -> %d", current, len(tokenizer))
+    for conf in (base.config, getattr(base.config, "text_config", None)):
+        if conf is not None:
+            conf.visual_alarm_token_id = visual_id
+            conf.textual_alarm_token_id = textual_id
+    wrapped = AlarmVideoLLM(model, visual_id, textual_id, cfg)
+    emb = base.get_input_embeddings().weight
+    for part in (wrapped.alarm_embedding, wrapped.visual_head, wrapped.textual_head):
+        if part is not None:
+            part.to(device=emb.device, dtype=emb.dtype)
+    _init_vectors(wrapped, cfg)
+    gen = getattr(base, "generation_config", None)
+    if gen is not None:
+        gen.suppress_tokens = sorted(set(gen.suppress_tokens or []) | {visual_id, textual_id})
+    wrapped.apply_trainability(cfg)
+    return wrapped
