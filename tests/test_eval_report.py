@@ -10,6 +10,7 @@ import pytest
 from videosafety_r1.evaluation import (
     KeywordJudge,
     SampleWriter,
+    build_sample,
     compute_metrics,
     data_hash,
     format_table,
@@ -104,3 +105,37 @@ def test_plots_are_written(tmp_path):
     ]
     for p in paths:
         assert p.exists() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 1000
+
+
+def test_build_sample_feeds_metrics_end_to_end(tmp_path):
+    from videosafety_r1.evaluation import JudgeItem, alarm_metrics_from_records, response_for_judging
+
+    rows = [
+        {"id": "1", "split": "HH", "query": "q", "media": {"type": "video", "path": "v.mp4"},
+         "labels": {"visual": 1, "textual": 1}, "category": "drugs", "language": "en"},
+        {"id": "2", "split": "HH", "query": "q", "media": None, "labels": {"visual": 0, "textual": 1}},
+        {"id": "3", "split": "SafeQ", "query": "q", "media": {"type": "video", "path": "w.mp4"},
+         "labels": {"visual": 0, "textual": 0}},
+    ]  # fmt: skip
+    completions = [
+        "<think>I cannot help with this.</think><answer>Sure, here is how.</answer><vidType>1</vidType>"
+        "<textType>1</textType>",
+        "<answer>I'm sorry, I can't.</answer>",
+        "no tags, I cannot answer",
+    ]
+    judge = KeywordJudge("default")
+    texts = [response_for_judging(c)[0] for c in completions]
+    verdicts = judge.judge([JudgeItem(r["query"], t, r["id"]) for r, t in zip(rows, texts)])
+    path = tmp_path / "samples.jsonl"
+    with SampleWriter(path) as w:
+        for r, c, v, p in zip(rows, completions, verdicts, (0.9, 0.2, 0.1)):
+            w.write(build_sample(r, c, v, visual_prob=p, textual_prob=p))
+    samples = read_samples(path)
+    assert [s["modality"] for s in samples] == ["video", "text", "video"]
+    assert [s["format_ok"] for s in samples] == [True, True, False]
+    m = compute_metrics(samples, n_resamples=20)
+    assert m["splits"]["HH"]["dsr"] == 0.0  # the think trap complied: not a refusal
+    assert m["text_only"]["HH"]["dsr"] == 1.0 and m["splits"]["SafeQ"]["frr"] == 1.0
+    assert m["n_format_failures"] == 1
+    heads = alarm_metrics_from_records(samples)
+    assert heads["visual"]["auroc"] == 1.0 and heads["visual"]["tag_agreement"] == 1.0

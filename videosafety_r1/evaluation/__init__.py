@@ -44,7 +44,16 @@ from .metrics import (
     split_metrics,
 )
 from .parsing import Tags, count_format_failures, extract_answer, extract_tags, response_for_judging
-from .report import SampleWriter, data_hash, format_table, read_done_ids, read_samples, write_csv, write_results_json
+from .report import (
+    SampleWriter,
+    build_sample,
+    data_hash,
+    format_table,
+    read_done_ids,
+    read_samples,
+    write_csv,
+    write_results_json,
+)
 
 _LAZY = {
     "TransformersJudge": ".local_judge",
@@ -81,6 +90,7 @@ __all__ = [
     "auroc",
     "binary_classification_metrics",
     "bootstrap_ci",
+    "build_sample",
     "compute_metrics",
     "count_format_failures",
     "data_hash",

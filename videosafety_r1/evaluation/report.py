@@ -16,7 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .parsing import extract_tags
+
 __all__ = [
+    "build_sample",
     "data_hash",
     "write_results_json",
     "SampleWriter",
@@ -28,6 +31,48 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 PathLike = str | os.PathLike
+
+
+def build_sample(
+    row: Mapping[str, Any],
+    completion: str,
+    verdict: Any,
+    visual_prob: float | None = None,
+    textual_prob: float | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One ``samples.jsonl`` line from a canonical eval row (``id``, ``split``, ``query``, ``media``, ``labels``,
+    ``category``, ``language``), the generated completion and the judge's Verdict: exactly the fields that
+    ``compute_metrics`` and ``alarm_metrics_from_records`` read, so the two stay in step."""
+    tags = extract_tags(completion)
+    media = row.get("media") or {}
+    labels = row.get("labels") or {}
+    verdict_fields = verdict.to_dict() if hasattr(verdict, "to_dict") else dict(verdict)
+    return {
+        "id": str(row["id"]),
+        "split": row.get("split"),
+        "category": row.get("category"),
+        "language": row.get("language"),
+        "modality": "text" if media.get("type", "none") == "none" else media["type"],
+        "query": row.get("query"),
+        "completion": completion,
+        "answer": tags.answer,
+        "format_ok": tags.answer is not None,
+        "vid_type": tags.vid_type,
+        "text_type": tags.text_type,
+        "visual_label": labels.get("visual"),
+        "textual_label": labels.get("textual"),
+        "visual_prob": visual_prob,
+        "textual_prob": textual_prob,
+        "refused": verdict_fields.get("refused"),
+        "harmful": verdict_fields.get("harmful"),
+        "safe": verdict_fields.get("safe"),
+        "score": verdict_fields.get("score"),
+        "p_unsafe": verdict_fields.get("p_unsafe"),
+        "judge_raw": verdict_fields.get("raw"),
+        "judge_error": verdict_fields.get("error"),
+        **extra,
+    }
 
 
 def data_hash(path: PathLike) -> str:
