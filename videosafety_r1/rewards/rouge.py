@@ -120,9 +120,7 @@ def _fmeasure(overlap: torch.Tensor, ref_count: torch.Tensor, hyp_count: torch.T
     return torch.where(denom > 0, 2 * precision * recall / denom.clamp_min(1e-300), torch.zeros_like(denom))
 
 
-def rouge_from_ids(
-    ids: np.ndarray, lengths: np.ndarray, device: torch.device | str | None = None
-) -> torch.Tensor:
+def rouge_from_ids(ids: np.ndarray, lengths: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
     """``[N, 3]`` float64 ROUGE-1/2/L F-measures from flat token ids of N references followed by N hypotheses."""
     device = torch.device("cpu") if device is None else torch.device(device)
     rows = len(lengths) // 2

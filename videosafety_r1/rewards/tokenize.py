@@ -22,9 +22,7 @@ TOKENIZERS = ("multilingual", "rouge_score")
 
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 _NO_SPACE_SCRIPTS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}\p{Yi}"
-_MULTI_TOKEN = regex.compile(
-    rf"(?V1)[{_NO_SPACE_SCRIPTS}]\p{{M}}*|[[\p{{L}}\p{{N}}\p{{M}}]--[{_NO_SPACE_SCRIPTS}]]+"
-)
+_MULTI_TOKEN = regex.compile(rf"(?V1)[{_NO_SPACE_SCRIPTS}]\p{{M}}*|[[\p{{L}}\p{{N}}\p{{M}}]--[{_NO_SPACE_SCRIPTS}]]+")
 _MAX_CACHE = 500_000
 
 
