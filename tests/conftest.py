@@ -1,0 +1,25 @@
+"""Shared fixtures: one thread, offline, and tiny models built from configs."""
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+torch.set_num_threads(1)
+
+FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "video_llama_3"]
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """One saved tiny Qwen2.5-VL checkpoint shared by every test that loads from disk."""
+    from videosafety_r1.testing import save_tiny_video_llm
+
+    return save_tiny_video_llm(tmp_path_factory.mktemp("tiny_ckpt"), "qwen2_5_vl", seed=0)
