@@ -1,0 +1,127 @@
+"""load_config: YAML plus CLI overrides, unknown keys rejected, types converted by HfArgumentParser."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from videosafety_r1.config import load_config, parse_overrides
+from videosafety_r1.grpo import GRPOConfig
+
+
+@dataclass
+class Small:
+    name: str = field(default="a", metadata={"help": "a name"})
+    rate: float = field(default=0.5, metadata={"help": "a float"})
+    steps: int = field(default=1, metadata={"help": "an int"})
+    flag: bool = field(default=True, metadata={"help": "a bool"})
+    limit: int | None = field(default=None, metadata={"help": "an optional int"})
+    weights: list[float] = field(default_factory=lambda: [1.0], metadata={"help": "a list"})
+
+
+def write(tmp_path, text, name="config.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_yaml_values_and_type_conversion(tmp_path):
+    path = write(tmp_path, "name: b\nrate: 1e-6\nsteps: 3\nflag: false\nlimit: 7\nweights: [1, 0.5]\n")
+    config = load_config(Small, path, [])
+    assert config == Small(name="b", rate=1e-6, steps=3, flag=False, limit=7, weights=[1.0, 0.5])
+    assert isinstance(config.rate, float) and all(isinstance(w, float) for w in config.weights)
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["--rate", "0.25"], {"rate": 0.25}),
+        (["--rate=0.25"], {"rate": 0.25}),
+        (["rate=0.25", "steps=4"], {"rate": 0.25, "steps": 4}),
+        (["--weights", "2", "3"], {"weights": [2.0, 3.0]}),
+        (["--flag", "false"], {"flag": False}),
+        (["--no_flag"], {"flag": False}),
+        (["--flag"], {"flag": True}),
+        (["--limit", "5", "--name", "x=y"], {"limit": 5, "name": "x=y"}),
+        (["--name=a b"], {"name": "a b"}),
+    ],
+)
+def test_overrides_win_over_yaml(tmp_path, overrides, expected):
+    path = write(tmp_path, "rate: 0.1\nsteps: 2\nflag: true\nlimit: 1\n")
+    config = load_config(Small, path, overrides)
+    for key, value in expected.items():
+        assert getattr(config, key) == value
+    assert config.steps == expected.get("steps", 2)
+
+
+def test_unknown_yaml_key_names_file_and_key(tmp_path):
+    path = write(tmp_path, "rate: 0.1\nrtae: 0.2\n", name="stage.yaml")
+    with pytest.raises(ValueError, match=r"stage\.yaml.*'rtae'.*did you mean 'rate'"):
+        load_config(Small, path, [])
+
+
+def test_unknown_override_key(tmp_path):
+    with pytest.raises(ValueError, match=r"command-line override: unknown key 'stpes'"):
+        load_config(Small, write(tmp_path, ""), ["--stpes", "3"])
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("rate: 0.1\nrate: 0.2\n", "duplicate key 'rate'"),
+        ("- rate\n- steps\n", "mapping"),
+        ("steps: many\n", "'steps'"),
+        ("rate: [unclosed\n", "config.yaml"),
+    ],
+)
+def test_bad_yaml(tmp_path, text, match):
+    with pytest.raises(ValueError, match=match):
+        load_config(Small, write(tmp_path, text), [])
+
+
+def test_bad_override_value_and_shape(tmp_path):
+    with pytest.raises(ValueError, match="'rate'"):
+        load_config(Small, None, ["--rate", "fast"])
+    with pytest.raises(ValueError, match="neither"):
+        load_config(Small, None, ["rate"])
+    with pytest.raises(ValueError, match="one value"):
+        load_config(Small, None, ["--rate", "0.1", "0.2"])
+    with pytest.raises(ValueError, match="one value"):
+        load_config(Small, None, ["rate=0.1", "junk"])
+
+
+def test_no_yaml_and_empty_yaml_give_defaults(tmp_path):
+    assert load_config(Small, None) == Small()
+    assert load_config(Small, write(tmp_path, "# only a comment\n"), []) == Small()
+
+
+def test_parse_overrides_forms():
+    assert parse_overrides(["--a", "1", "b=2", "--c-d=3", "--e", "x", "y", "--f"]) == [
+        ("a", ["1"]),
+        ("b", ["2"]),
+        ("c_d", ["3"]),
+        ("e", ["x", "y"]),
+        ("f", []),
+    ]
+
+
+def test_grpo_config_from_yaml(tmp_path):
+    path = write(
+        tmp_path,
+        f"output_dir: {tmp_path / 'out'}\nuse_cpu: true\nreport_to: none\nlearning_rate: 1e-6\n"
+        "reward_funcs: [format, visual_label, textual_label, dra_rouge]\nreward_weights: [1, 1, 1, 0.5]\n"
+        "model_name_or_path: ckpt/stage3\ndata_root: data\ntrain_file: data/grpo.jsonl\n",
+    )
+    config = load_config(GRPOConfig, path, ["--beta", "0.1", "num_iterations=2", "--no_freeze_alarm"])
+    assert isinstance(config, GRPOConfig)
+    assert config.learning_rate == 1e-6 and config.beta == 0.1 and config.num_iterations == 2
+    assert config.freeze_alarm is False and config.report_to == []
+    assert config.reward_weights == [1.0, 1.0, 1.0, 0.5]
+    assert config.train_file == "data/grpo.jsonl" and config.loss_type == "grpo"
+
+
+def test_grpo_config_validation_runs_through_load_config(tmp_path):
+    path = write(tmp_path, f"output_dir: {tmp_path}\nuse_cpu: true\nreport_to: none\n")
+    with pytest.raises(ValueError, match="loss_type"):
+        load_config(GRPOConfig, path, ["--loss_type", "bnpo"])
+    with pytest.raises(ValueError, match="per_device_train_batch_size"):
+        load_config(GRPOConfig, path, ["--per-device-train-batch-size", "two"])

@@ -1,0 +1,378 @@
+"""Safety-guided GRPO: pure loss math on ``[B*G, T]`` tensors and the stage-4 config.
+
+Notation: ``B`` prompts, ``G = num_generations`` completions per prompt (the ``G`` rows of a group are consecutive),
+``T`` completion tokens (padded). The math mirrors TRL 1.16's ``GRPOTrainer`` so numbers are comparable, but lives
+in plain functions so it can be tested by hand and reused by our video-aware trainer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import trl
+from transformers.trainer_utils import SchedulerType
+
+logger = logging.getLogger(__name__)
+
+ADVANTAGE_SCALES = ("group", "batch", "none")
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
+STD_EPS = 1e-4  # added to the std before dividing, as in the paper and TRL
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Advantages
+# ---------------------------------------------------------------------------------------------------------------------
+def _nan_std(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Bessel-corrected std that ignores NaN; 0 where fewer than two values are present (no spread to measure)."""
+    valid = ~torch.isnan(x)
+    count = valid.sum() if dim is None else valid.sum(dim)
+    mean = torch.nanmean(x) if dim is None else torch.nanmean(x, dim=dim, keepdim=True)
+    sq = torch.where(valid, (x - mean) ** 2, torch.zeros_like(x))
+    sq = sq.sum() if dim is None else sq.sum(dim)
+    var = sq / (count - 1).clamp(min=1)
+    return torch.where(count >= 2, var.sqrt(), torch.zeros_like(var))
+
+
+def group_advantages(rewards: torch.Tensor, num_generations: int, scale: str = "group") -> torch.Tensor:
+    """Group-relative advantages ``(r - mean_group) / (std + 1e-4)``.
+
+    ``rewards`` is ``[B*G]`` with each prompt's ``G`` completions consecutive. Scales, as TRL's ``scale_rewards``:
+    ``"group"`` divides by the group's std, ``"batch"`` by the std over the whole batch (centring stays per group),
+    ``"none"`` only centres (Dr. GRPO). Stds use Bessel's correction (torch's default, as TRL). NaN rewards (rows no
+    reward function scored) are left out of the statistics and get advantage 0, so they neither bias the baseline
+    nor move the policy.
+    """
+    if scale not in ADVANTAGE_SCALES:
+        raise ValueError(f"scale must be one of {ADVANTAGE_SCALES}, got {scale!r}")
+    if isinstance(num_generations, bool) or not isinstance(num_generations, int) or num_generations < 1:
+        raise ValueError(f"num_generations must be a positive int, got {num_generations!r}")
+    rewards = torch.as_tensor(rewards)
+    if not rewards.is_floating_point():
+        rewards = rewards.float()
+    if rewards.dim() != 1:
+        raise ValueError(f"rewards must be 1-D [B*G], got shape {tuple(rewards.shape)}")
+    if rewards.numel() % num_generations != 0:
+        raise ValueError(
+            f"the number of rewards ({rewards.numel()}) is not divisible by num_generations ({num_generations}): "
+            "every prompt needs a full group of completions"
+        )
+    grouped = rewards.view(-1, num_generations)  # [B, G]
+    mean = torch.nanmean(grouped, dim=1, keepdim=True)  # [B, 1]
+    advantages = (grouped - mean).reshape(-1)  # [B*G]
+    if scale == "group":
+        std = _nan_std(grouped, dim=1).repeat_interleave(num_generations)  # [B*G]
+        advantages = advantages / (std + STD_EPS)
+    elif scale == "batch":
+        advantages = advantages / (_nan_std(rewards) + STD_EPS)
+    return torch.nan_to_num(advantages, nan=0.0)  # [B*G]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Log-probs and entropy
+# ---------------------------------------------------------------------------------------------------------------------
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``log_softmax(logits / temperature).gather(index)`` without materialising a ``[..., V]`` log-prob copy.
+
+    For float32/64 it gathers the chosen logits and subtracts a row-wise ``logsumexp`` (computed one leading slice at
+    a time); low-precision logits go through ``log_softmax`` slice by slice, because ``logsumexp`` in bf16 loses too
+    much precision. ``logits`` is ``[..., V]``, ``index`` is ``[...]``; returns ``[...]``.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if logits.shape[:-1] != index.shape:
+        raise ValueError(f"index shape {tuple(index.shape)} must equal logits.shape[:-1] {tuple(logits.shape[:-1])}")
+    if temperature != 1.0:
+        logits = logits / temperature
+    if logits.dim() == 1:
+        logits, index, squeeze = logits.unsqueeze(0), index.unsqueeze(0), True
+    else:
+        squeeze = False
+    if logits.dtype in (torch.float32, torch.float64):
+        chosen = logits.gather(-1, index.unsqueeze(-1)).squeeze(-1)  # [...]
+        lse = torch.stack([torch.logsumexp(row, dim=-1) for row in logits])  # [...]
+        out = chosen - lse
+    else:
+        out = torch.stack(
+            [F.log_softmax(row, dim=-1).gather(-1, idx.unsqueeze(-1)).squeeze(-1) for row, idx in zip(logits, index)]
+        )
+    return out.squeeze(0) if squeeze else out
+
+
+def entropy_from_logits(logits: torch.Tensor, chunk_size: int = 128) -> torch.Tensor:
+    """Shannon entropy (nats) of ``softmax(logits)`` over the last axis, ``[..., V] -> [...]``, in row chunks.
+
+    Chunking bounds peak memory to ``chunk_size x V`` instead of a full probability copy; the sum runs in float32
+    so bf16 logits still log a meaningful number.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    flat = logits.reshape(-1, logits.shape[-1])  # [N, V]
+    parts = []
+    for chunk in flat.split(chunk_size, dim=0):
+        logp = F.log_softmax(chunk.float(), dim=-1)
+        parts.append(-(logp.exp() * logp).sum(-1))
+    if not parts:
+        return logits.new_zeros(logits.shape[:-1])
+    return torch.cat(parts).reshape(logits.shape[:-1]).to(logits.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loss
+# ---------------------------------------------------------------------------------------------------------------------
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask, x, torch.zeros_like(x)).sum() / mask.sum().clamp(min=1)
+
+
+def grpo_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor | None,
+    ref_logps: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    epsilon: float = 0.2,
+    epsilon_high: float | None = None,
+    beta: float = 0.04,
+    loss_type: str = "grpo",
+    max_completion_length: int | None = None,
+    return_stats: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped-surrogate GRPO loss with a k3 KL penalty, aggregated per ``loss_type``.
+
+    Per token: ``-[min(rho*A, clip(rho, 1-eps, 1+eps_high)*A) - beta*KL]`` with ``rho = exp(logps - old_logps)``
+    and ``KL = exp(x) - x - 1``, ``x = ref_logps - logps``. ``old_logps=None`` means on-policy: ``rho`` is 1 but its
+    gradient is ``grad logps`` (the sampler's log-probs are ``logps.detach()``). Aggregation: ``"grpo"`` token mean
+    per sequence then mean over sequences (the paper); ``"dapo"`` token sum over the batch / unmasked tokens;
+    ``"dr_grpo"`` sum / (rows x ``max_completion_length``, default ``T``). Rows without unmasked tokens add 0.
+
+    With ``return_stats=True`` also returns detached masked token means: ``kl`` (NaN without ``ref_logps``),
+    ``clip_ratio`` (= ``clip_ratio/region_mean``), ``clip_ratio/low_mean``, ``clip_ratio/high_mean``; a token counts
+    as clipped only where clipping changes its gradient (low side with A < 0, high side with A > 0), as in TRL.
+    """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+    if epsilon <= 0:
+        raise ValueError(f"epsilon must be > 0, got {epsilon}")
+    epsilon_high = epsilon if epsilon_high is None else epsilon_high
+    if epsilon_high <= 0:
+        raise ValueError(f"epsilon_high must be > 0, got {epsilon_high}")
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    if ref_logps is None and beta != 0:
+        raise ValueError(f"ref_logps is None but beta={beta}: the KL term needs reference log-probs (or set beta=0)")
+    if logps.dim() != 2:
+        raise ValueError(f"logps must be [B*G, T], got shape {tuple(logps.shape)}")
+    for name, t in (("old_logps", old_logps), ("ref_logps", ref_logps), ("mask", mask)):
+        if t is not None and t.shape != logps.shape:
+            raise ValueError(f"{name} shape {tuple(t.shape)} must equal logps shape {tuple(logps.shape)}")
+    rows, width = logps.shape
+    if advantages.shape != (rows,):
+        raise ValueError(f"advantages must be [B*G] = [{rows}], got shape {tuple(advantages.shape)}")
+    if max_completion_length is not None and max_completion_length < 1:
+        raise ValueError(f"max_completion_length must be >= 1, got {max_completion_length}")
+
+    mask = mask.bool()  # [B*G, T]
+    old_logps = logps.detach() if old_logps is None else old_logps  # [B*G, T]
+    adv = advantages.to(logps.dtype).unsqueeze(1)  # [B*G, 1]
+
+    ratio = torch.exp(logps - old_logps)  # [B*G, T]
+    clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon_high)  # [B*G, T]
+    per_token_loss = -torch.min(ratio * adv, clipped * adv)  # [B*G, T]
+    kl = None
+    if ref_logps is not None:
+        x = ref_logps - logps  # [B*G, T]
+        kl = torch.exp(x) - x - 1  # [B*G, T]
+        if beta != 0:
+            per_token_loss = per_token_loss + beta * kl
+    per_token_loss = torch.where(mask, per_token_loss, torch.zeros_like(per_token_loss))  # [B*G, T]
+
+    if loss_type == "grpo":
+        per_seq = per_token_loss.sum(-1) / mask.sum(-1).clamp(min=1)  # [B*G]
+        loss = per_seq.mean()
+    elif loss_type == "dapo":
+        loss = per_token_loss.sum() / mask.sum().clamp(min=1)
+    else:  # dr_grpo
+        loss = per_token_loss.sum() / (rows * (max_completion_length or width))
+
+    if not return_stats:
+        return loss
+    with torch.no_grad():
+        low = (ratio < 1 - epsilon) & (adv < 0)  # [B*G, T]
+        high = (ratio > 1 + epsilon_high) & (adv > 0)  # [B*G, T]
+        region = _masked_mean((low | high).to(logps.dtype), mask)
+        stats = {
+            "kl": _masked_mean(kl, mask) if kl is not None else logps.new_tensor(float("nan")),
+            "clip_ratio": region,
+            "clip_ratio/low_mean": _masked_mean(low.to(logps.dtype), mask),
+            "clip_ratio/high_mean": _masked_mean(high.to(logps.dtype), mask),
+            "clip_ratio/region_mean": region,
+        }
+    return loss, {k: v.detach() for k, v in stats.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------------------------------
+SPLIT_ACCURACY_REWARDS = ("visual_label", "textual_label", "dra_rouge")
+ROUGE_TOKENIZERS = ("multilingual", "rouge_score")
+ON_BAD_ROW = ("raise", "skip")
+
+
+@dataclass
+class GRPOConfig(trl.GRPOConfig):
+    """``trl.GRPOConfig`` with the paper's stage-4 defaults and the fields Safety-GRPO adds.
+
+    Differs from the parent: defaults (loss_type grpo, beta 0.04, num_generations 6, top_p 0.95,
+    max_completion_length 768, one prompt group per device step, weight decay 0.01, grad clip 5, cosine with 3%
+    warmup) and the model / data / video / reward / alarm groups below, validated in ``__post_init__``. Checks TRL
+    already makes (num_generations >= 2, generation batch divisible by num_generations) are left to TRL.
+    """
+
+    # --- Inherited, with the paper's defaults -------------------------------------------------------------------
+    loss_type: str = field(
+        default="grpo",
+        metadata={
+            "help": "Loss aggregation: 'grpo' (paper: token mean per sequence, then mean), 'dapo' or 'dr_grpo'."
+        },
+    )
+    beta: float = field(default=0.04, metadata={"help": "KL coefficient against the frozen stage-3 reference."})
+    num_generations: int | None = field(default=6, metadata={"help": "Completions sampled per prompt (G)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus-sampling mass of the rollouts, in (0, 1]."})
+    epsilon: float = field(
+        default=0.2, metadata={"help": "Lower clipping range: ratios below 1 - epsilon are clipped."}
+    )
+    max_completion_length: int | None = field(default=768, metadata={"help": "Maximum new tokens per completion."})
+    per_device_train_batch_size: int = field(
+        default=6,
+        metadata={"help": "Completions per device per step; the default holds one prompt's group of G = 6."},
+    )
+    per_device_eval_batch_size: int = field(
+        default=6, metadata={"help": "Completions per device per eval step; must hold full groups."}
+    )
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (paper: 0.01)."})
+    max_grad_norm: float = field(default=5.0, metadata={"help": "Gradient clipping norm (paper: 5)."})
+    lr_scheduler_type: SchedulerType | str = field(
+        default="cosine", metadata={"help": "Learning-rate schedule (paper: cosine)."}
+    )
+    warmup_steps: float = field(
+        default=0.03, metadata={"help": "Warmup steps; a value below 1 is a fraction of all steps (paper: 0.03)."}
+    )
+
+    # --- Model -----------------------------------------------------------------------------------------------------
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Stage-3 (CoT cold start) checkpoint to train; also the frozen reference."}
+    )
+
+    # --- Data ------------------------------------------------------------------------------------------------------
+    data_root: str | None = field(
+        default=None, metadata={"help": "Directory that relative video paths in the data file are resolved against."}
+    )
+    train_file: str | None = field(default=None, metadata={"help": "GRPO training data (JSONL, canonical format)."})
+    on_bad_row: str = field(
+        default="raise",
+        metadata={"help": "What to do with an invalid data row: 'raise' (stop, naming the row) or 'skip' (log it)."},
+    )
+    prompt_template: str = field(
+        default="published",
+        metadata={"help": "Name of the prompt template (think / answer / vidType / textType instructions)."},
+    )
+
+    # --- Video -----------------------------------------------------------------------------------------------------
+    video_fps: float = field(default=1.0, metadata={"help": "Frames per second sampled from each video (paper: 1)."})
+    video_max_frames: int = field(default=90, metadata={"help": "Most frames kept per video (paper: 90)."})
+
+    # --- Rewards ---------------------------------------------------------------------------------------------------
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["format", "accuracy"],
+        metadata={
+            "help": "Reward function names, combined with reward_weights. 'accuracy' is the published safety reward; "
+            "'visual_label', 'textual_label', 'dra_rouge' are its split terms (use them instead of it, never both)."
+        },
+    )
+    alpha_min: float = field(default=0.1, metadata={"help": "ROUGE weight when both harm labels are right."})
+    alpha_max: float = field(default=0.5, metadata={"help": "ROUGE weight when a harm label is wrong."})
+    gamma_visual: float = field(default=1.0, metadata={"help": "Reward for the right <vidType> label."})
+    gamma_textual: float = field(default=1.0, metadata={"help": "Reward for the right <textType> label."})
+    rouge_tokenizer: str = field(
+        default="multilingual",
+        metadata={"help": "ROUGE tokenizer: 'multilingual' (any script) or 'rouge_score' (the package, Latin only)."},
+    )
+
+    # --- Alarm tokens and speed ------------------------------------------------------------------------------------
+    freeze_alarm: bool = field(
+        default=True, metadata={"help": "Keep the alarm vectors and heads frozen during GRPO (paper: frozen)."}
+    )
+    reuse_vision_features: bool = field(
+        default=True,
+        metadata={"help": "Run the frozen vision tower once per video and reuse it across rollouts and loss passes."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        errors = []
+        if self.loss_type not in LOSS_TYPES:
+            errors.append(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        if self.scale_rewards not in ADVANTAGE_SCALES:
+            errors.append(f"scale_rewards must be one of {ADVANTAGE_SCALES}, got {self.scale_rewards!r}")
+        if not 0 < self.epsilon < 1:
+            errors.append(f"epsilon must be in (0, 1), got {self.epsilon}")
+        if self.epsilon_high is not None and self.epsilon_high <= 0:
+            errors.append(f"epsilon_high must be > 0, got {self.epsilon_high}")
+        if self.beta < 0:
+            errors.append(f"beta must be >= 0, got {self.beta}")
+        if self.num_iterations < 1:
+            errors.append(f"num_iterations must be >= 1, got {self.num_iterations}")
+        if self.temperature <= 0:
+            errors.append(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            errors.append(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_completion_length is not None and self.max_completion_length < 1:
+            errors.append(f"max_completion_length must be >= 1, got {self.max_completion_length}")
+        if not 0 <= self.alpha_min <= self.alpha_max:
+            errors.append(f"need 0 <= alpha_min <= alpha_max, got {self.alpha_min}, {self.alpha_max}")
+        if self.gamma_visual < 0 or self.gamma_textual < 0:
+            errors.append(f"gammas must be >= 0, got {self.gamma_visual}, {self.gamma_textual}")
+        if self.rouge_tokenizer not in ROUGE_TOKENIZERS:
+            errors.append(f"rouge_tokenizer must be one of {ROUGE_TOKENIZERS}, got {self.rouge_tokenizer!r}")
+        if self.on_bad_row not in ON_BAD_ROW:
+            errors.append(f"on_bad_row must be one of {ON_BAD_ROW}, got {self.on_bad_row!r}")
+        if not self.prompt_template:
+            errors.append("prompt_template must name a template")
+        if self.video_fps <= 0 or self.video_max_frames < 1:
+            errors.append(
+                f"need video_fps > 0 and video_max_frames >= 1, got {self.video_fps}, {self.video_max_frames}"
+            )
+        errors += self._check_rewards()
+        if errors:
+            raise ValueError("invalid GRPOConfig:\n  " + "\n  ".join(errors))
+
+    def _check_rewards(self) -> list[str]:
+        names = list(self.reward_funcs)
+        errors = []
+        if not names:
+            errors.append("reward_funcs must name at least one reward")
+        if len(set(names)) != len(names):
+            errors.append(f"reward_funcs has duplicates: {names}")
+        split = [n for n in names if n in SPLIT_ACCURACY_REWARDS]
+        if "accuracy" in names and split:
+            errors.append(f"reward_funcs has 'accuracy' and its split terms {split}: use one or the other")
+        if self.reward_weights is not None and len(self.reward_weights) != len(names):
+            errors.append(
+                f"reward_weights has {len(self.reward_weights)} values for {len(names)} reward_funcs {names}"
+            )
+        return errors
+
+    @property
+    def reward_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the accuracy reward and its split terms, taken from this config."""
+        return {
+            "alpha_min": self.alpha_min,
+            "alpha_max": self.alpha_max,
+            "gamma_visual": self.gamma_visual,
+            "gamma_textual": self.gamma_textual,
+            "rouge_tokenizer": self.rouge_tokenizer,
+        }
