@@ -189,8 +189,7 @@ def _video_input(video: Any, fps: float, max_frames: int) -> tuple[np.ndarray, A
     if isinstance(video, (str, Path)):
         from videosafety_r1.data.video import load_video
 
-        decoded = load_video(video, fps=fps, max_frames=max_frames)
-        return decoded.frames, decoded.metadata
+        return load_video(video, fps=fps, max_frames=max_frames)
     if isinstance(video, tuple):
         return video
     frames = np.asarray(video)

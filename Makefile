@@ -1,0 +1,26 @@
+# The two commands a newcomer needs: `make demo` and `make test` (each installs first).
+PYTHON ?= python
+PIP ?= $(PYTHON) -m pip
+ENV = OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
+DEMO_OUT ?= demo_out
+
+.PHONY: install demo test test-slow lint format
+
+install:
+	$(PIP) install "torch==2.14.1" "torchvision==0.29.1"
+	$(PIP) install -e ".[dev]"
+
+demo: install
+	$(ENV) $(PYTHON) -m videosafety_r1.demo --out $(DEMO_OUT)
+
+test: install
+	$(ENV) $(PYTHON) -m pytest -q
+
+test-slow:
+	$(ENV) $(PYTHON) -m pytest -q -m slow
+
+lint:
+	$(PYTHON) -m ruff check . && $(PYTHON) -m ruff format --check .
+
+format:
+	$(PYTHON) -m ruff check --fix . && $(PYTHON) -m ruff format .
