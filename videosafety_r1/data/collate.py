@@ -90,9 +90,7 @@ def _processor_call(processor: Any, texts: list[str], loaded: list[tuple[str, An
     videos = [(d, m) for k, d, m in loaded if k == "video"]
     images = [d for k, d, _ in loaded if k == "image"]
     if videos:
-        kwargs.update(
-            videos=[d for d, _ in videos], video_metadata=[m for _, m in videos], do_sample_frames=False
-        )
+        kwargs.update(videos=[d for d, _ in videos], video_metadata=[m for _, m in videos], do_sample_frames=False)
     if images:
         kwargs["images"] = images
     return processor(text=texts, padding=True, return_tensors="pt", **kwargs)
@@ -160,7 +158,9 @@ class SFTCollator:
             if too_long:
                 ids = [records[i].id for i in too_long]
                 if self.truncation == "error":
-                    raise ValueError(f"records {ids} exceed max_length={self.max_length} (visual tokens are never cut)")
+                    raise ValueError(
+                        f"records {ids} exceed max_length={self.max_length} (visual tokens are never cut)"
+                    )
                 logger.warning("dropping %d over-long records: %s", len(ids), ids)
                 keep = [i for i in range(len(records)) if i not in too_long]
                 if not keep:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import random
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -113,19 +114,23 @@ def write_synthetic_video(
     seed: int = 0,
     harmful: bool = False,
 ) -> str | os.PathLike[str]:
-    """Write an H.264 mp4 (yuv420p, one encoder thread, so deterministic) of :func:`synthetic_frames`."""
+    """Write an H.264 mp4 (yuv420p, ultrafast, one thread, explicit pts: deterministic) of :func:`synthetic_frames`."""
     import av
 
     frames = synthetic_frames(num_frames, size, seed, harmful)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     with av.open(os.fspath(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=fps, options={"threads": "1"} if codec == "libx264" else {})
+        # x264's default preset gave different bitstreams run to run (even on one thread); ultrafast does not
+        options = {"preset": "ultrafast", "threads": "1"} if codec == "libx264" else {}
+        stream = container.add_stream(codec, rate=fps, options=options)
         stream.width = stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        for index, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, fps)
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

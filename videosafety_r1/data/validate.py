@@ -218,7 +218,10 @@ def _reward_check(record: GRPORecord) -> list[str]:
     try:  # the rewards package owns the per-type answer formats; tolerate its absence
         from videosafety_r1.rewards import validate_solution
     except ImportError:
-        return []
+        try:
+            from videosafety_r1.rewards.tags import validate_solution
+        except ImportError:
+            return []
     return list(validate_solution(record.solution, record.problem_type))
 
 

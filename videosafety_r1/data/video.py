@@ -95,6 +95,8 @@ def _decode_pyav(path: str, fps: float | None, max_frames: int | None) -> tuple[
     import av
 
     with av.open(path) as container:
+        if not container.streams.video:
+            raise EmptyVideoError(f"{path}: no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         total, video_fps = _stream_info(stream)
@@ -176,23 +178,37 @@ def probe_video(path: str | os.PathLike[str], backend: Backend = "auto") -> int:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise VideoDecodeError(f"{path}: video file not found")
-    name = resolve_backend(backend)
-    try:
-        if name == "decord":
+    if os.path.getsize(path) == 0:
+        raise EmptyVideoError(f"{path}: file is empty")
+    if resolve_backend(backend) == "decord":
+        try:
             reader = _decord().VideoReader(path, num_threads=1)
             total = len(reader)
             if total > 0:
                 reader[0].asnumpy()
-        else:
-            import av
-
-            with av.open(path) as container:
-                stream = container.streams.video[0]
-                total = _stream_info(stream)[0]
-                if total > 0:
-                    next(container.decode(stream)).to_ndarray(format="rgb24")
-    except Exception as err:
-        raise VideoDecodeError(f"{path}: cannot decode video ({type(err).__name__}: {err})") from err
+        except Exception as err:  # let PyAV tell an empty container from a corrupt one
+            _probe_pyav(path)
+            raise VideoDecodeError(f"{path}: cannot decode video ({type(err).__name__}: {err})") from err
+    else:
+        total = _probe_pyav(path)
     if total <= 0:
         raise EmptyVideoError(f"{path}: video has no frames")
+    return total
+
+
+def _probe_pyav(path: str) -> int:
+    import av
+
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise EmptyVideoError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            total = _stream_info(stream)[0]
+            if total > 0:
+                next(container.decode(stream)).to_ndarray(format="rgb24")
+    except VideoDecodeError:
+        raise
+    except Exception as err:
+        raise VideoDecodeError(f"{path}: cannot decode video ({type(err).__name__}: {err})") from err
     return total

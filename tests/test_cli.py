@@ -1,0 +1,62 @@
+"""The videosafety-r1 CLI: exit codes 0 (clean), 1 (problems), 2 (usage) and make-synthetic."""
+
+import json
+
+import pytest
+
+from videosafety_r1.cli import main
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "syn"
+    assert main(["make-synthetic", str(out), "--n", "8", "--seed", "1"]) == 0
+    return out
+
+
+def test_make_synthetic_writes_files(synthetic):
+    assert {p.name for p in synthetic.iterdir()} == {"videos", "sft.jsonl", "cot.jsonl", "grpo.jsonl", "eval.jsonl"}
+    assert len(list((synthetic / "videos").glob("*.mp4"))) == 8
+
+
+def test_validate_clean_exits_0(synthetic, capsys):
+    files = [str(synthetic / f"{name}.jsonl") for name in ("sft", "cot", "grpo", "eval")]
+    assert main(["validate-data", *files, "--data-root", str(synthetic)]) == 0
+    assert capsys.readouterr().out.strip().endswith("OK")
+
+
+def test_validate_problems_exit_1(synthetic, tmp_path, capsys):
+    rows = [json.loads(line) for line in (synthetic / "sft.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows[1]["safety_labels"] = {"visual": 3, "textual": 0}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n{oops\n", encoding="utf-8")
+    assert main(["validate-data", str(bad), "--data-root", str(synthetic)]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad}:2: safety_labels.visual:" in out and f"{bad}:9: <json>:" in out and "FAILED: 2 problems" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate-data"],
+        ["validate-data", "does-not-exist.jsonl"],
+        ["validate-data", "{sft}", "--data-root", "no-such-dir"],
+        ["validate-data", "{sft}", "--format", "csv"],
+        ["frobnicate"],
+        ["make-synthetic", "x", "--n", "0"],
+    ],
+)
+def test_usage_errors_exit_2(synthetic, argv):
+    argv = [a.format(sft=synthetic / "sft.jsonl") for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as err:  # argparse exits 2 itself
+        code = err.code
+    assert code == 2
+
+
+def test_console_script_entry_point():
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "videosafety-r1"]
+    assert script.value == "videosafety_r1.cli:main"
