@@ -244,7 +244,9 @@ def test_export_logits_equal_except_suppressed_columns(family, tmp_path):
     from transformers.video_utils import VideoMetadata
 
     meta = VideoMetadata(total_num_frames=4, fps=8.0, frames_indices=[0, 1, 2, 3], duration=0.5)
-    plain_inputs = plain_proc(text=[text], videos=[frames], video_metadata=[meta], do_sample_frames=False, return_tensors="pt")
+    plain_inputs = plain_proc(
+        text=[text], videos=[frames], video_metadata=[meta], do_sample_frames=False, return_tensors="pt"
+    )
     assert torch.equal(plain_inputs["input_ids"], inputs["input_ids"])
     a = model(**inputs).logits
     b = plain(**plain_inputs).logits

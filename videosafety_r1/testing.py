@@ -51,7 +51,10 @@ _CHAT_TEMPLATE = (
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
 )
 
-_QWEN_VISUALS = {"@IMAGE@": "<|vision_start|><|image_pad|><|vision_end|>", "@VIDEO@": "<|vision_start|><|video_pad|><|vision_end|>"}
+_QWEN_VISUALS = {
+    "@IMAGE@": "<|vision_start|><|image_pad|><|vision_end|>",
+    "@VIDEO@": "<|vision_start|><|video_pad|><|vision_end|>",
+}
 # Native transformers VideoLLaMA3 places bare pad tokens; the processor prefixes per-frame timestamps.
 _VIDEOLLAMA3_VISUALS = {"@IMAGE@": "<|image_pad|>\\n", "@VIDEO@": "<|video_pad|>\\n"}
 
@@ -88,7 +91,7 @@ def _corpus(n: int, seed: int) -> list[str]:
     return lines + _EXTRA_TEXT * 20
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _trained_tokenizer_json(vocab_size: int, seed: int) -> str:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -137,7 +140,12 @@ class _FamilySpec:
 
 _SPECS = {
     "qwen2_vl": _FamilySpec(
-        "Qwen2VLForConditionalGeneration", "Qwen2VLProcessor", "Qwen2VLImageProcessor", "Qwen2VLVideoProcessor", 14, False
+        "Qwen2VLForConditionalGeneration",
+        "Qwen2VLProcessor",
+        "Qwen2VLImageProcessor",
+        "Qwen2VLVideoProcessor",
+        14,
+        False,
     ),
     "qwen2_5_vl": _FamilySpec(
         "Qwen2_5_VLForConditionalGeneration",
@@ -149,7 +157,12 @@ _SPECS = {
     ),
     # Tied input/output embeddings, like the small Qwen3-VL checkpoints: exercises the tied-export path.
     "qwen3_vl": _FamilySpec(
-        "Qwen3VLForConditionalGeneration", "Qwen3VLProcessor", "Qwen2VLImageProcessor", "Qwen3VLVideoProcessor", 16, True
+        "Qwen3VLForConditionalGeneration",
+        "Qwen3VLProcessor",
+        "Qwen2VLImageProcessor",
+        "Qwen3VLVideoProcessor",
+        16,
+        True,
     ),
     "video_llama_3": _FamilySpec(
         "VideoLlama3ForConditionalGeneration",

@@ -3,6 +3,7 @@
 from .io import (
     build_alarm_inputs,
     export_plain_checkpoint,
+    load_checkpoint_weights,
     load_pretrained,
     predict_harm,
     save_pretrained,
@@ -39,6 +40,7 @@ __all__ = [
     "export_plain_checkpoint",
     "find_alarm_positions",
     "insert_alarm_tokens",
+    "load_checkpoint_weights",
     "is_vision_parameter",
     "load_pretrained",
     "neutral_form",

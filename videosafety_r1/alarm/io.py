@@ -46,12 +46,24 @@ def _write_json(path: Path, obj: dict[str, Any]) -> None:
 
 
 def save_pretrained(
-    model: AlarmVideoLLM, save_directory: str | Path, processor: Any = None, merge_lora: bool = False, **kwargs: Any
+    model: AlarmVideoLLM,
+    save_directory: str | Path,
+    processor: Any = None,
+    merge_lora: bool = False,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    **kwargs: Any,
 ) -> Path:
-    """Write the training form. With LoRA, the adapter is saved (PEFT layout) unless `merge_lora=True`."""
+    """Write the training form. With LoRA, the adapter is saved (PEFT layout) unless `merge_lora=True`.
+
+    `state_dict` is the wrapper's full state dict when the caller gathered it (DeepSpeed ZeRO-3 via the Trainer).
+    """
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
     lora = hasattr(model.base, "peft_config")
+    alarm_sd = model.alarm_state_dict()
+    if state_dict is not None:
+        kwargs["state_dict"] = {k[len("base.") :]: v for k, v in state_dict.items() if k.startswith("base.")}
+        alarm_sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items() if not k.startswith("base.")}
     if lora and merge_lora:
         merged = copy.deepcopy(model.base).merge_and_unload()
         merged.save_pretrained(out, **kwargs)
@@ -65,7 +77,7 @@ def save_pretrained(
                     "from_pretrained before applying LoRA"
                 )
         model.base.save_pretrained(out, **kwargs)
-    save_file(model.alarm_state_dict(), str(out / ALARM_WEIGHTS_FILE), metadata={"format": "pt"})
+    save_file(alarm_sd, str(out / ALARM_WEIGHTS_FILE), metadata={"format": "pt"})
     _write_json(out / ALARM_CONFIG_FILE, _meta(model, exported=False, lora=lora))
     if processor is not None:
         processor.save_pretrained(out)
@@ -144,6 +156,32 @@ def load_pretrained(
     if unexpected:
         raise ValueError(f"{path_or_id}: unexpected alarm weights {unexpected}")
     return model, processor
+
+
+def load_checkpoint_weights(model: AlarmVideoLLM, directory: str | Path) -> None:
+    """Load weights written by `save_pretrained` into an existing model, in place (Trainer resume)."""
+    from transformers.modeling_utils import load_sharded_checkpoint
+
+    d = Path(directory)
+    if (d / "adapter_model.safetensors").exists():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model.base, load_file(str(d / "adapter_model.safetensors")))
+    elif (d / "model.safetensors").exists():
+        result = model.base.load_state_dict(load_file(str(d / "model.safetensors")), strict=False)
+        tied = set(getattr(model.base, "all_tied_weights_keys", {}) or {}) | {"lm_head.weight"}
+        missing = [k for k in result.missing_keys if k not in tied]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f"{d}: checkpoint does not match the model (missing {missing[:5]}, "
+                f"unexpected {result.unexpected_keys[:5]})"
+            )
+    elif (d / "model.safetensors.index.json").exists():
+        load_sharded_checkpoint(model.base, str(d), strict=False)
+    else:
+        raise FileNotFoundError(f"{d}: no model weights found")
+    state = load_file(str(d / ALARM_WEIGHTS_FILE))
+    model.load_state_dict(state, strict=False)
 
 
 @torch.no_grad()

@@ -175,17 +175,37 @@ def alarm_chat_template(template: str, config: AlarmConfig | None = None) -> str
         "{%- set vsr_rendered -%}" + template + "{%- endset -%}"
         "{%- set ns = namespace(t=vsr_rendered, s=0, e=0, v=-1, best=-1, blen=0, go=false) -%}"
         + user_turn
-        + "{%- if ns.t[ns.s:ns.e].endswith(" + ta + ") -%}"
+        + "{%- if ns.t[ns.s:ns.e].endswith("
+        + ta
+        + ") -%}"
         "{%- set ns.t = ns.t[:ns.e - " + str(len(c.textual_token)) + "] + ns.t[ns.e:] -%}"
-        "{%- set ns.e = ns.e - " + str(len(c.textual_token)) + " -%}{%- endif -%}"
+        "{%- set ns.e = ns.e - "
+        + str(len(c.textual_token))
+        + " -%}{%- endif -%}"
         + visual_end
-        + "{%- if ns.v < 0 -%}{%- set ns.v = ns.e - " + str(len(c.visual_token)) + " -%}{%- endif -%}"
-        "{%- if ns.v >= ns.s and ns.t[ns.v:].startswith(" + va + ") and ns.v + " + str(len(c.visual_token))
-        + " <= ns.e -%}{%- set ns.t = ns.t[:ns.v] + ns.t[ns.v + " + str(len(c.visual_token)) + ":] -%}{%- endif -%}"
-        "{%- set ns.t = ns.t|replace(" + va + ", " + _j(neutral_form(c.visual_token)) + ")|replace(" + ta + ", "
-        + _j(neutral_form(c.textual_token)) + ") -%}"
+        + "{%- if ns.v < 0 -%}{%- set ns.v = ns.e - "
+        + str(len(c.visual_token))
+        + " -%}{%- endif -%}"
+        "{%- if ns.v >= ns.s and ns.t[ns.v:].startswith("
+        + va
+        + ") and ns.v + "
+        + str(len(c.visual_token))
+        + " <= ns.e -%}{%- set ns.t = ns.t[:ns.v] + ns.t[ns.v + "
+        + str(len(c.visual_token))
+        + ":] -%}{%- endif -%}"
+        "{%- set ns.t = ns.t|replace("
+        + va
+        + ", "
+        + _j(neutral_form(c.visual_token))
+        + ")|replace("
+        + ta
+        + ", "
+        + _j(neutral_form(c.textual_token))
+        + ") -%}"
         + user_turn
-        + "{%- set ns.t = ns.t[:ns.e] + " + ta + " + ns.t[ns.e:] -%}"
+        + "{%- set ns.t = ns.t[:ns.e] + "
+        + ta
+        + " + ns.t[ns.e:] -%}"
         + visual_end
         + "{%- if ns.v < 0 -%}{%- set ns.v = ns.e -%}{%- endif -%}"
         "{{- ns.t[:ns.v] + " + va + " + ns.t[ns.v:] -}}"
