@@ -139,9 +139,8 @@ def published_accuracy(content, solution, problem_type):
 
 def test_accuracy_equals_published_formula_in_parity_mode():
     rng = random.Random(4)
-    comps, sols, types = [], [], []
-    for i in range(60):
-        ptype = ["free-form-and-choice", "free-form", "OCR"][i % 3]
+    comps, sols = [], []
+    for _ in range(60):
         a, b = random_text(rng, 30), random_text(rng, 30)
         v, t = rng.choice("01"), rng.choice("01")
         sols.append(f"<answer>{a}</answer><vidType>{v}</vidType><textType>{t}</textType>")
