@@ -151,3 +151,37 @@ def test_accuracy_equals_published_formula_in_parity_mode():
     ours = accuracy_reward(comps, sols, types, rouge_tokenizer="rouge_score")
     expected = [published_accuracy(c, s, p) for c, s, p in zip(comps, sols, types)]
     assert max(abs(x - y) for x, y in zip(ours, expected)) <= 1e-6
+
+
+def test_stem_cache_reset_keeps_scores(monkeypatch):
+    from videosafety_r1.rewards import tokenize
+
+    refs, hyps = ["the cats were running home"], ["a cat runs home"]
+    expected = reference_scores(refs, hyps)
+    monkeypatch.setattr(tokenize, "_SHARED_IDS", {"rouge_score": tokenize.TokenIds(max_size=1)})
+    for _ in range(3):  # every call past the first resets the tiny cache
+        assert (rouge_scores(refs, hyps, "rouge_score") - expected).abs().max() <= 1e-6
+
+
+def test_split_terms_reuse_the_tag_parse():
+    from videosafety_r1.rewards import dra_rouge_reward, parse_tags, textual_label_reward, visual_label_reward
+
+    comps = [f"<answer>x {i}</answer><vidType>1</vidType><textType>0</textType>" for i in range(5)]
+    sols = ["<answer>x</answer><vidType>1</vidType><textType>1</textType>"] * 5
+    visual_label_reward(comps, sols, "free-form-and-choice")
+    misses = parse_tags.cache_info().misses
+    textual_label_reward(comps, sols, "free-form-and-choice")
+    dra_rouge_reward(comps, sols, "free-form-and-choice")
+    assert parse_tags.cache_info().misses == misses
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_rouge_on_cuda_equals_cpu():
+    rng = random.Random(5)
+    refs = [random_text(rng, 200) for _ in range(64)]
+    hyps = [random_text(rng, 200) for _ in range(64)]
+    gpu = rouge_scores(refs, hyps, "rouge_score", device="cuda")
+    assert gpu.device.type == "cuda"
+    assert torch.equal(gpu.cpu(), rouge_scores(refs, hyps, "rouge_score"))
+    assert torch.equal(word_error_rates(refs, hyps, device="cuda").cpu(), word_error_rates(refs, hyps))
