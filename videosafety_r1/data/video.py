@@ -91,7 +91,7 @@ def _stream_info(stream: Any) -> tuple[int, float]:
 
 
 def _decode_pyav(path: str, fps: float | None, max_frames: int | None) -> tuple[np.ndarray, int, float, list[int]]:
-    """Seek-aware: jump to the key frame before each wanted frame when it lies ahead, then decode forward."""
+    """Seek-aware: jump to the key frame before a wanted frame when one likely lies ahead, else decode forward."""
     import av
 
     with av.open(path) as container:
@@ -107,13 +107,15 @@ def _decode_pyav(path: str, fps: float | None, max_frames: int | None) -> tuple[
         start = stream.start_time or 0
         out: dict[int, np.ndarray] = {}
         position, frames = -1, None  # index of the last decoded frame, the running decode iterator
-        seek_gap = max(1, int(video_fps))  # decoding < 1 s forward is cheaper than a seek
+        last_key, gop = 0, max(1, int(video_fps))  # a seek only pays when a key frame lies between here and target
         for target in sorted(set(indices)):
-            if frames is None or target - position > seek_gap:
+            if frames is None or target - position > max(gop, position - last_key):
                 container.seek(start + int(target / video_fps / time_base), stream=stream, backward=True)
                 frames = container.decode(stream)
             for frame in frames:
                 position = int(round((frame.pts - start) * time_base * video_fps))
+                if frame.key_frame:
+                    gop, last_key = max(gop, position - last_key), position
                 if position >= target:
                     out[target] = frame.to_ndarray(format="rgb24")
                     break
