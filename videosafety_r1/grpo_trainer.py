@@ -1,0 +1,504 @@
+"""Safety-GRPO trainer: a ``transformers.Trainer`` that carries video through every GRPO pass.
+
+See :class:`VideoGRPOTrainer`. The loss math lives in :mod:`videosafety_r1.grpo`, rollout assembly and generation in
+:mod:`videosafety_r1.rollout`, the vision-once reuse in :mod:`videosafety_r1.vision_cache`.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import Sampler
+from transformers import Trainer
+
+from .alarm.model import AlarmVideoLLM
+from .data.collate import GRPOPromptCollator, MediaLoader
+from .data.schema import GRPORecord, Media, SafetyLabels
+from .grpo import GRPOConfig, entropy_from_logits, group_advantages, grpo_loss, selective_log_softmax
+from .rewards import get_reward_func
+from .rollout import Generator, HFGenerator, PromptItem, assemble, collate_prompt, completion_mask_after_eos
+from .vision_cache import CachedVisionTower, install_vision_cache
+
+logger = logging.getLogger(__name__)
+
+RewardFunc = Callable[..., list]
+COMPLETIONS_FILE = "completions.jsonl"
+_RESERVED = ("trainer_state", "log_metric", "log_extra")
+
+
+def _keep_rows(rows: list[Any]) -> list[Any]:
+    """Dataloader collate: keep raw rows; prompts are collated (and videos decoded) once per generation batch."""
+    return rows
+
+
+def as_grpo_record(row: Any) -> Any:
+    """A ``GRPORecord`` from a dict row (``to_hf_dataset`` / JSON form); other rows pass through unchanged."""
+    if not isinstance(row, dict) or "problem" not in row:
+        return row
+    labels = row.get("safety_labels")
+    return GRPORecord(
+        id=row["id"],
+        media=Media.from_dict(row.get("media")),
+        problem=row["problem"],
+        problem_type=row["problem_type"],
+        solution=row["solution"],
+        options=row.get("options"),
+        safety_labels=SafetyLabels(**labels) if labels else None,
+        category=row.get("category"),
+        language=row.get("language"),
+    )
+
+
+class GenerationBatchSampler(Sampler[int]):
+    """Prompt indices, one generation batch (``chunk`` prompts over all processes) at a time, each repeated
+    ``repeat = steps_per_generation * num_iterations`` times so the Trainer counts one dataloader batch per
+    micro-step. Unlike TRL's ``RepeatSampler`` a prompt is not repeated ``G`` times here: groups are built after
+    collation, so each prompt's video is decoded and processed once."""
+
+    def __init__(self, size: int, chunk: int, repeat: int, shuffle: bool = True, seed: int = 0) -> None:
+        self.size, self.chunk, self.repeat, self.shuffle = size, chunk, repeat, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self) -> Iterator[int]:
+        order = torch.randperm(self.size, generator=self.generator) if self.shuffle else torch.arange(self.size)
+        for start in range(0, self.size - self.chunk + 1, self.chunk):
+            chunk = order[start : start + self.chunk].tolist()
+            for _ in range(self.repeat):
+                yield from chunk
+
+    def __len__(self) -> int:
+        return (self.size // self.chunk) * self.chunk * self.repeat
+
+
+def _reward_name(func: Any) -> str:
+    return getattr(func, "__name__", None) or getattr(getattr(func, "func", None), "__name__", type(func).__name__)
+
+
+def resolve_reward_funcs(names_or_funcs: Sequence[str | RewardFunc], params: dict[str, Any]) -> list[RewardFunc]:
+    """Registry names -> functions with the config parameters they accept bound; callables pass through."""
+    funcs = []
+    for item in names_or_funcs:
+        if not isinstance(item, str):
+            funcs.append(item)
+            continue
+        from .rewards import REWARD_FUNCS
+
+        accepted = inspect.signature(REWARD_FUNCS[item] if item in REWARD_FUNCS else get_reward_func(item)).parameters
+        bound = {k: v for k, v in params.items() if k in accepted}
+        funcs.append(get_reward_func(item, **bound))
+    return funcs
+
+
+def load_checkpoint_weights(model: AlarmVideoLLM, directory: str | os.PathLike[str]) -> None:
+    """Load what ``AlarmVideoLLM.save_pretrained`` wrote back into ``model`` in place (base or adapter, alarm)."""
+    d = Path(directory)
+    if (d / "adapter_model.safetensors").exists():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model.base, load_file(str(d / "adapter_model.safetensors")))
+    else:
+        state: dict[str, torch.Tensor] = {}
+        if (d / "model.safetensors").exists():
+            state = load_file(str(d / "model.safetensors"))
+        elif (d / "model.safetensors.index.json").exists():
+            index = json.loads((d / "model.safetensors.index.json").read_text())
+            for shard in sorted(set(index["weight_map"].values())):
+                state.update(load_file(str(d / shard)))
+        else:
+            raise FileNotFoundError(f"{d}: no model.safetensors, shard index or adapter to resume from")
+        base = model.get_base_model()
+        missing, unexpected = base.load_state_dict(state, strict=False)
+        tied = set(getattr(base, "all_tied_weights_keys", {}) or {}) | {"lm_head.weight"}
+        missing = [k for k in missing if k not in tied]
+        if missing or unexpected:
+            raise ValueError(
+                f"{d}: checkpoint does not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
+    alarm = load_file(str(d / "alarm.safetensors"))
+    model.load_state_dict(alarm, strict=False)
+
+
+class VideoGRPOTrainer(Trainer):
+    """GRPO for Video LLMs with alarm tokens, configured by :class:`videosafety_r1.grpo.GRPOConfig`.
+
+    Why not ``trl.GRPOTrainer``: in TRL 1.16 video reaches the rollout but ``pixel_values_videos`` /
+    ``video_grid_thw`` never reach the loss or reference forwards. What differs from ``transformers.Trainer``:
+
+    - the dataloader yields raw prompt rows (one generation batch, repeated per micro-step, see
+      :class:`GenerationBatchSampler`); ``_prepare_inputs`` collates them once, samples ``G`` completions per prompt
+      with the :class:`~videosafety_r1.rollout.Generator`, scores them with the rewards, computes group advantages,
+      old-policy (``num_iterations > 1``) and reference log-probs, and buffers ``steps_per_generation`` micro-batches;
+    - every pass (rollout, policy, old policy, reference) gets the visual tensors, repeated per prompt block;
+    - the frozen vision tower runs once per prompt per generation batch (shared with the reference), and logits are
+      computed only for completion positions (``logits_to_keep``);
+    - ``compute_loss`` is :func:`~videosafety_r1.grpo.grpo_loss`; metrics use TRL's names;
+    - ``_save`` / ``_load_from_checkpoint`` handle the ``AlarmVideoLLM`` form (base or adapter + ``alarm.safetensors``).
+
+    Unlike TRL, ``per_device_train_batch_size`` must hold whole groups (a multiple of ``num_generations``) and each
+    process samples whole groups for its own prompts (``scale_rewards="batch"`` uses the local batch's std).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        args: GRPOConfig,
+        train_dataset: Any = None,
+        processing_class: Any = None,
+        reward_funcs: Sequence[str | RewardFunc] | None = None,
+        ref_model: nn.Module | str | None = None,
+        prompt_collator: Callable[[list[Any]], dict[str, Any]] | None = None,
+        generator: Generator | None = None,
+        callbacks: list[Any] | None = None,
+        optimizers: tuple[Any, Any] = (None, None),
+        **kwargs: Any,
+    ) -> None:
+        G = args.num_generations
+        if args.per_device_train_batch_size % G != 0:
+            raise ValueError(
+                f"per_device_train_batch_size ({args.per_device_train_batch_size}) must be a multiple of "
+                f"num_generations ({G}): each micro-batch holds whole groups"
+            )
+        if isinstance(model, AlarmVideoLLM) and getattr(args, "freeze_alarm", True):
+            for p in _alarm_params(model):
+                p.requires_grad_(False)
+        self.reward_funcs = resolve_reward_funcs(
+            reward_funcs if reward_funcs is not None else args.reward_funcs, args.reward_kwargs
+        )
+        names = reward_funcs if reward_funcs is not None else args.reward_funcs
+        self.reward_func_names = [n if isinstance(n, str) else _reward_name(n) for n in names]
+        weights = args.reward_weights or [1.0] * len(self.reward_funcs)
+        if len(weights) != len(self.reward_funcs):
+            raise ValueError(f"{len(weights)} reward_weights for {len(self.reward_funcs)} reward functions")
+        self.reward_weights = torch.tensor(weights, dtype=torch.float32)
+
+        self.ref_model: nn.Module | None = None
+        if args.beta > 0:
+            if isinstance(ref_model, (str, os.PathLike)):
+                from .alarm.io import load_pretrained
+
+                ref_model = load_pretrained(ref_model)[0]
+            self.ref_model = ref_model if ref_model is not None else copy.deepcopy(model)
+            self.ref_model.eval().requires_grad_(False)
+
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=_keep_rows,
+            train_dataset=train_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            **kwargs,
+        )
+        tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        self.pad_token_id = tokenizer.pad_token_id
+        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        eos = [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])
+        self.eos_token_ids = sorted(set(eos) | {tokenizer.eos_token_id} - {None})
+        self.tokenizer = tokenizer
+        self.prompt_collator = prompt_collator or GRPOPromptCollator(
+            processing_class, MediaLoader(args.data_root, args.video_fps, args.video_max_frames)
+        )
+        self.generator = generator or HFGenerator(
+            max_new_tokens=args.max_completion_length,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k or 0,
+            pad_token_id=self.pad_token_id,
+            eos_token_id=self.eos_token_ids,
+            extra=dict(args.generation_kwargs or {}),
+        )
+        if self.ref_model is not None:
+            if self.is_deepspeed_enabled:
+                from trl.models import prepare_deepspeed
+
+                self.ref_model = prepare_deepspeed(self.ref_model, self.accelerator)
+            else:
+                self.ref_model = self.ref_model.to(self.accelerator.device)
+            if args.sync_ref_model:
+                from trl.trainer.callbacks import SyncRefModelCallback
+
+                self.add_callback(SyncRefModelCallback(ref_model=self.ref_model, accelerator=self.accelerator))
+        self.vision_cache: CachedVisionTower | None = None
+        if args.reuse_vision_features:
+            models = [model] + ([self.ref_model] if self.ref_model is not None else [])
+            self.vision_cache = install_vision_cache(*models)
+        self.num_generations = G
+        self.reward_history: list[tuple[int, float]] = []
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+        self._table: list[dict[str, Any]] = []
+        self._buffer: list[dict[str, Any]] | None = None
+        self._step = 0
+        self._generation = 0
+
+    # --- data -------------------------------------------------------------------------------------------------
+    @property
+    def prompts_per_micro_batch(self) -> int:
+        return self.args.per_device_train_batch_size // self.num_generations
+
+    def _get_train_sampler(self, dataset: Any = None) -> Sampler:
+        dataset = dataset if dataset is not None else self.train_dataset
+        chunk = self.prompts_per_micro_batch * self.args.steps_per_generation * self.accelerator.num_processes
+        repeat = self.args.steps_per_generation * self.args.num_iterations
+        return GenerationBatchSampler(len(dataset), chunk, repeat, shuffle=True, seed=self.args.seed)
+
+    def get_train_dataloader(self) -> Any:
+        if self.train_dataset is None:
+            raise ValueError("VideoGRPOTrainer: training requires a train_dataset")
+        return self._get_dataloader(
+            dataset=self.train_dataset,
+            description="Training",
+            batch_size=self.prompts_per_micro_batch * self.args.steps_per_generation,
+            sampler_fn=self._get_train_sampler,
+            is_training=True,
+        )
+
+    def _prepare_inputs(self, rows: Any) -> dict[str, Any]:
+        every = self.args.steps_per_generation * self.args.num_iterations
+        if self._buffer is None or self._step % every == 0:
+            self._buffer = self._generate_and_score([as_grpo_record(r) for r in rows])
+        return self._buffer[self._step % self.args.steps_per_generation]
+
+    def training_step(self, model: nn.Module, inputs: Any, num_items_in_batch: Any = None) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._step += 1
+        return loss
+
+    # --- rollout ----------------------------------------------------------------------------------------------
+    def _vision_dtype(self) -> torch.dtype | None:
+        return self.vision_cache.tower.dtype if self.vision_cache is not None else None
+
+    @torch.no_grad()
+    def _generate_and_score(self, rows: list[Any]) -> list[dict[str, Any]]:
+        from trl.models import unwrap_model_for_generation
+
+        G, device = self.num_generations, self.accelerator.device
+        self._generation += 1
+        if self.vision_cache is not None:
+            self.vision_cache.clear()
+        items = [collate_prompt(self.prompt_collator, r) for r in rows]
+        B = len(items)
+        order = [i for i in range(B) for _ in range(G)]
+        build = dict(
+            pad_token_id=self.pad_token_id,
+            device=device,
+            vision_dtype=self._vision_dtype(),
+            cache=self.vision_cache,
+            owner_prefix=self._generation,
+        )
+        prompt_batch = assemble(items, order, **build)  # [B*G, P]
+        with unwrap_model_for_generation(
+            self.model_wrapped,
+            self.accelerator,
+            gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+            gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+        ) as unwrapped:
+            was_training = unwrapped.training
+            unwrapped.eval()
+            completion_ids = self.generator(unwrapped, prompt_batch)  # [B*G, C]
+            unwrapped.train(was_training)
+        mask = completion_mask_after_eos(completion_ids, self.eos_token_ids)  # [B*G, C]
+        truncated = ~torch.isin(completion_ids, torch.tensor(self.eos_token_ids, device=device)).any(1)  # [B*G]
+        completion_ids = completion_ids.masked_fill(~mask, self.pad_token_id)
+        lengths = mask.sum(1)  # [B*G]
+        completions = self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+        id_lists = [row[:n].tolist() for row, n in zip(completion_ids, lengths)]
+        prompts = [items[i].prompt for i in order]
+        columns = {k: [items[i].columns[k] for i in order] for k in items[0].columns}
+        rewards_per_func = self._compute_rewards(prompts, completions, id_lists, columns)  # [B*G, F]
+        weighted = rewards_per_func * self.reward_weights.to(device)
+        rewards = torch.where(torch.isnan(rewards_per_func).all(1), torch.nan, weighted.nansum(1))  # [B*G]
+        scale = {True: "group", False: "none"}.get(self.args.scale_rewards, self.args.scale_rewards)
+        advantages = group_advantages(rewards, G, scale=scale)  # [B*G]
+        if self.args.mask_truncated_completions:
+            mask = mask & ~truncated.unsqueeze(1)
+        self._log_rollout(prompts, completions, rewards_per_func, rewards, advantages, lengths, truncated)
+
+        need_old = (
+            self.args.num_iterations > 1 or self.args.steps_per_generation > self.args.gradient_accumulation_steps
+        )
+        per = self.prompts_per_micro_batch
+        batches = []
+        for s in range(self.args.steps_per_generation):
+            ids = list(range(s * per, (s + 1) * per))
+            rows_s = slice(s * per * G, (s + 1) * per * G)
+            batch = assemble(
+                items,
+                [i for i in ids for _ in range(G)],
+                completion_ids=completion_ids[rows_s],
+                completion_mask=mask[rows_s],
+                **build,
+            )
+            batch["completion_ids"] = completion_ids[rows_s]  # [b*G, C]
+            batch["completion_mask"] = mask[rows_s]  # [b*G, C]
+            batch["advantages"] = advantages[rows_s]  # [b*G]
+            batch["old_logps"] = self._logps(self.model, batch)[0] if need_old else None
+            batch["ref_logps"] = self._logps(self.ref_model, batch)[0] if self.ref_model is not None else None
+            batches.append(batch)
+        return batches
+
+    def _compute_rewards(
+        self, prompts: list[str], completions: list[str], completion_ids: list[list[int]], columns: dict[str, list]
+    ) -> torch.Tensor:
+        """``[B*G, F]`` rewards, None -> NaN (as TRL); every function sees every completion once per step."""
+        out = torch.full((len(prompts), len(self.reward_funcs)), torch.nan, device=self.accelerator.device)
+        extra = {"trainer_state": self.state, "log_metric": self._log_metric, "log_extra": lambda *a, **k: None}
+        for j, (func, name) in enumerate(zip(self.reward_funcs, self.reward_func_names)):
+            values = func(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns, **extra)
+            if len(values) != len(prompts):
+                raise ValueError(f"reward {name!r} returned {len(values)} values for {len(prompts)} completions")
+            out[:, j] = torch.tensor([torch.nan if v is None else float(v) for v in values], device=out.device)
+        return out
+
+    # --- log-probs and loss -----------------------------------------------------------------------------------
+    def _logps(
+        self, model: nn.Module, batch: dict[str, Any], entropy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token log-probs ``[N, C]`` of the completion (and entropies), logits only at completion positions."""
+        C = batch["completion_ids"].shape[1]
+        skip = ("completion_ids", "completion_mask", "advantages", "old_logps", "ref_logps")
+        inputs = {k: v for k, v in batch.items() if k not in skip}
+        logits = model(**inputs, logits_to_keep=C + 1, use_cache=False).logits[:, :-1]  # [N, C, V]
+        logps = selective_log_softmax(logits, batch["completion_ids"], self.args.temperature)  # [N, C]
+        ent = None
+        if entropy:
+            with torch.no_grad():
+                ent = entropy_from_logits(logits.detach() / self.args.temperature)  # [N, C]
+        return logps, ent
+
+    def compute_loss(
+        self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> torch.Tensor:
+        logps, ent = self._logps(model, inputs, entropy=True)  # [b*G, C]
+        mask = inputs["completion_mask"]  # [b*G, C]
+        loss, stats = grpo_loss(
+            logps,
+            inputs["old_logps"],
+            inputs["ref_logps"],
+            inputs["advantages"],
+            mask,
+            epsilon=self.args.epsilon,
+            epsilon_high=self.args.epsilon_high,
+            beta=self.args.beta,
+            loss_type=self.args.loss_type,
+            max_completion_length=self.args.max_completion_length,
+            return_stats=True,
+        )
+        mean = lambda t: self.accelerator.gather(t.detach().float().reshape(1)).nanmean().item()  # noqa: E731
+        if self.args.beta > 0:
+            self._metrics["kl"].append(mean(stats["kl"]))
+        for key in ("clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean"):
+            self._metrics[key].append(mean(stats[key]))
+        denom = mask.sum().clamp(min=1)
+        self._metrics["entropy"].append(mean((ent * mask).sum() / denom))
+        return loss
+
+    # --- logging ----------------------------------------------------------------------------------------------
+    def _log_metric(self, name: str, value: float) -> None:
+        self._metrics[name].append(float(value))
+
+    def _log_rollout(
+        self,
+        prompts: list[str],
+        completions: list[str],
+        per_func: torch.Tensor,
+        rewards: torch.Tensor,
+        advantages: torch.Tensor,
+        lengths: torch.Tensor,
+        truncated: torch.Tensor,
+    ) -> None:
+        g = self.accelerator.gather
+        all_rewards, all_per_func = g(rewards), g(per_func)
+        all_lengths, all_trunc = g(lengths).float(), g(truncated).float()
+        m = self._metrics
+        m["reward"].append(torch.nanmean(all_rewards).item())
+        m["reward_std"].append(torch.nan_to_num(_nanstd(all_rewards)).item())
+        for j, name in enumerate(self.reward_func_names):
+            m[f"rewards/{name}/mean"].append(torch.nanmean(all_per_func[:, j]).item())
+            m[f"rewards/{name}/std"].append(torch.nan_to_num(_nanstd(all_per_func[:, j])).item())
+        grouped = all_rewards.view(-1, self.num_generations)
+        m["frac_reward_zero_std"].append((torch.nan_to_num(grouped.std(1)) == 0).float().mean().item())
+        adv = g(advantages)
+        m["advantages/mean"].append(adv.mean().item())
+        m["advantages/std"].append(adv.std().item() if adv.numel() > 1 else 0.0)
+        m["advantages/max"].append(adv.max().item())
+        m["advantages/min"].append(adv.min().item())
+        m["completions/mean_length"].append(all_lengths.mean().item())
+        m["completions/min_length"].append(all_lengths.min().item())
+        m["completions/max_length"].append(all_lengths.max().item())
+        m["completions/clipped_ratio"].append(all_trunc.mean().item())
+        term = all_lengths[all_trunc == 0]
+        m["completions/mean_terminated_length"].append(term.mean().item() if term.numel() else 0.0)
+        self.reward_history.append((self.state.global_step, torch.nanmean(all_rewards).item()))
+        for i, (p, c) in enumerate(zip(prompts, completions)):
+            row = {"step": self.state.global_step, "prompt": p, "completion": c, "reward": rewards[i].item()}
+            row.update({f"rewards/{n}": per_func[i, j].item() for j, n in enumerate(self.reward_func_names)})
+            row["advantage"] = advantages[i].item()
+            self._table.append(row)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        metrics = {k: sum(v) / len(v) for k, v in self._metrics.items() if v}
+        self._metrics.clear()
+        super().log({**logs, **metrics}, start_time)
+        if self._table and self.accelerator.is_main_process:
+            self._write_table()
+        self._table = []
+
+    def _write_table(self) -> None:
+        out = Path(self.args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        clean = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in self._table]
+        with (out / COMPLETIONS_FILE).open("a", encoding="utf-8") as f:
+            for row in clean:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        report_to = self.args.report_to or []
+        if "wandb" in report_to:
+            import wandb
+
+            if wandb.run is not None:
+                columns = list(clean[0])
+                table = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in clean])
+                wandb.log({"completions": table})
+
+    # --- checkpoints ------------------------------------------------------------------------------------------
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        model = self.accelerator.unwrap_model(self.model)
+        if not isinstance(model, AlarmVideoLLM):
+            return super()._save(output_dir, state_dict)
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return
+        kwargs = {}
+        if state_dict is not None and not hasattr(model.base, "peft_config"):
+            kwargs["state_dict"] = {k[len("base.") :]: v for k, v in state_dict.items() if k.startswith("base.")}
+        model.save_pretrained(output_dir, processor=self.processing_class, **kwargs)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        model = model if model is not None else self.model
+        unwrapped = self.accelerator.unwrap_model(model)
+        if not isinstance(unwrapped, AlarmVideoLLM):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        load_checkpoint_weights(unwrapped, resume_from_checkpoint)
+        logger.info("loaded model weights from %s", resume_from_checkpoint)
+
+
+def _alarm_params(model: AlarmVideoLLM) -> list[nn.Parameter]:
+    parts = [model.alarm_embedding, model.visual_head, model.textual_head]
+    return [p for part in parts if part is not None for p in part.parameters()]
+
+
+def _nanstd(x: torch.Tensor) -> torch.Tensor:
+    x = x[~torch.isnan(x)]
+    return x.std() if x.numel() > 1 else x.new_tensor(0.0)
