@@ -6,6 +6,7 @@ Rows are parsed once into dataclasses so that a bad field fails at load time wit
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -148,3 +149,46 @@ class EvalRecord:
 
 
 Record = SFTRecord | GRPORecord | EvalRecord
+
+
+class LabelConventionError(ValueError):
+    """Raised when converting legacy labels on a record that is already in the canonical convention."""
+
+
+def _flip_tags(text: str) -> str:
+    return re.sub(
+        r"<(vidType|textType)>\s*([01])\s*</\1>", lambda m: f"<{m.group(1)}>{1 - int(m.group(2))}</{m.group(1)}>", text
+    )
+
+
+def mark_legacy(record: Record) -> Record:
+    """Declare that ``record`` was read from a legacy (1 = safe) source, so that it can be converted once."""
+    return dataclasses.replace(record, label_convention=LEGACY_CONVENTION)
+
+
+def convert_legacy_labels(record: Record) -> Record:
+    """Flip a legacy (1 = safe) record to the canonical 0 = safe, 1 = harmful, tags in targets included.
+
+    Raises :class:`LabelConventionError` unless the record is marked legacy, so a second pass cannot undo the first.
+    """
+    if record.label_convention != LEGACY_CONVENTION:
+        raise LabelConventionError(
+            f"record {record.id!r} is in convention {record.label_convention!r}, not the legacy {LEGACY_CONVENTION!r};"
+            " converting it again would invert its labels"
+        )
+
+    def flip(labels: SafetyLabels | None) -> SafetyLabels | None:
+        return None if labels is None else SafetyLabels(1 - labels.visual, 1 - labels.textual)
+
+    changes: dict[str, Any] = {"label_convention": CANONICAL_CONVENTION}
+    if isinstance(record, SFTRecord):
+        changes["safety_labels"] = flip(record.safety_labels)
+        changes["conversation"] = [
+            Turn(t.role, _flip_tags(t.content)) if t.role == "assistant" else t for t in record.conversation
+        ]
+    elif isinstance(record, GRPORecord):
+        changes["safety_labels"] = flip(record.safety_labels)
+        changes["solution"] = _flip_tags(record.solution)
+    else:
+        changes["labels"] = flip(record.labels)
+    return dataclasses.replace(record, **changes)

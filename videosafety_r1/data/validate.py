@@ -28,7 +28,7 @@ from videosafety_r1.data.schema import (
     SFTRecord,
     extract_tag,
 )
-from videosafety_r1.data.video import EmptyVideoError, VideoDecodeError, probe_video
+from videosafety_r1.data.video import MediaChecker
 
 logger = logging.getLogger(__name__)
 Kind = Literal["auto", "sft", "cot", "grpo", "eval"]
@@ -80,43 +80,6 @@ class DataValidationError(ValueError):
     def __init__(self, report: ValidationReport):
         super().__init__(f"{len(report.problems)} data problems:\n{report.summary()}")
         self.report = report
-
-
-class _MediaChecker:
-    """Checks media paths once per file (rows share videos): inside the root, present, decodable."""
-
-    def __init__(self, data_root: Path, check_videos: bool):
-        self.root, self.check_videos, self.cache = data_root.resolve(), check_videos, {}
-
-    def __call__(self, media_type: str, path: str) -> list[RowIssue]:
-        key = (media_type, path)
-        if key not in self.cache:
-            self.cache[key] = self._check(media_type, path)
-        return self.cache[key]
-
-    def _check(self, media_type: str, path: str) -> list[RowIssue]:
-        full = (self.root / path).resolve()
-        if not full.is_relative_to(self.root):
-            return [RowIssue("media.path", "path_escape", f"{path!r} resolves outside the data root {self.root}")]
-        if not full.is_file():
-            return [RowIssue("media.path", "media_missing", f"{media_type} {path!r} not found under {self.root}")]
-        if not self.check_videos:
-            return []
-        try:
-            if media_type == "video":
-                probe_video(full)
-            else:
-                from PIL import Image
-
-                with Image.open(full) as image:
-                    image.verify()
-        except EmptyVideoError:
-            return [RowIssue("media.path", "video_empty", f"video {path!r} has no frames")]
-        except VideoDecodeError as err:
-            return [RowIssue("media.path", "video_undecodable", str(err))]
-        except Exception as err:
-            return [RowIssue("media.path", "image_undecodable", f"image {path!r}: {err}")]
-        return []
 
 
 def _tag_labels(text: str, where: str, issues: list[RowIssue]) -> SafetyLabels | None:
@@ -269,7 +232,7 @@ def validate_file(
     if fmt != "auto" and fmt not in FORMATS:
         raise ValueError(f"fmt must be 'auto' or one of {FORMATS}, got {fmt!r}")
     report = ValidationReport(files=[str(path)])
-    checker = _MediaChecker(Path(data_root) if data_root is not None else path.parent, check_videos)
+    checker = MediaChecker(Path(data_root) if data_root is not None else path.parent, check_videos)
     good: list[tuple[int, Record]] = []
     for line, row, error in read_jsonl(path):
         report.rows += 1

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -214,3 +215,48 @@ def _probe_pyav(path: str) -> int:
     except Exception as err:
         raise VideoDecodeError(f"{path}: cannot decode video ({type(err).__name__}: {err})") from err
     return total
+
+
+class MediaIssue(NamedTuple):
+    """A media problem in the shape of ``importers.RowIssue`` (field, kind, message)."""
+
+    field: str
+    kind: str
+    message: str
+
+
+class MediaChecker:
+    """Checks media paths once per file (rows share videos): inside the root, present, decodable."""
+
+    def __init__(self, data_root: Path, check_videos: bool):
+        self.root, self.check_videos, self.cache = data_root.resolve(), check_videos, {}
+
+    def __call__(self, media_type: str, path: str) -> list[MediaIssue]:
+        key = (media_type, path)
+        if key not in self.cache:
+            self.cache[key] = self._check(media_type, path)
+        return self.cache[key]
+
+    def _check(self, media_type: str, path: str) -> list[MediaIssue]:
+        full = (self.root / path).resolve()
+        if not full.is_relative_to(self.root):
+            return [MediaIssue("media.path", "path_escape", f"{path!r} resolves outside the data root {self.root}")]
+        if not full.is_file():
+            return [MediaIssue("media.path", "media_missing", f"{media_type} {path!r} not found under {self.root}")]
+        if not self.check_videos:
+            return []
+        try:
+            if media_type == "video":
+                probe_video(full)
+            else:
+                from PIL import Image
+
+                with Image.open(full) as image:
+                    image.verify()
+        except EmptyVideoError:
+            return [MediaIssue("media.path", "video_empty", f"video {path!r} has no frames")]
+        except VideoDecodeError as err:
+            return [MediaIssue("media.path", "video_undecodable", str(err))]
+        except Exception as err:
+            return [MediaIssue("media.path", "image_undecodable", f"image {path!r}: {err}")]
+        return []
