@@ -27,8 +27,8 @@ from .data.collate import GRPOPromptCollator, MediaLoader
 from .data.schema import GRPORecord, Media, SafetyLabels
 from .grpo import GRPOConfig, entropy_from_logits, group_advantages, grpo_loss, selective_log_softmax
 from .rewards import get_reward_func
-from .rollout import Generator, HFGenerator, PromptItem, assemble, collate_prompt, completion_mask_after_eos
-from .vision_cache import CachedVisionTower, install_vision_cache
+from .rollout import Generator, HFGenerator, assemble, collate_prompt, completion_mask_after_eos
+from .vision_cache import CachedVisionTower, install_vision_cache, share_vision_tower
 
 logger = logging.getLogger(__name__)
 
@@ -108,23 +108,14 @@ def load_checkpoint_weights(model: AlarmVideoLLM, directory: str | os.PathLike[s
 
         set_peft_model_state_dict(model.base, load_file(str(d / "adapter_model.safetensors")))
     else:
-        state: dict[str, torch.Tensor] = {}
-        if (d / "model.safetensors").exists():
-            state = load_file(str(d / "model.safetensors"))
-        elif (d / "model.safetensors.index.json").exists():
-            index = json.loads((d / "model.safetensors.index.json").read_text())
-            for shard in sorted(set(index["weight_map"].values())):
-                state.update(load_file(str(d / shard)))
-        else:
+        if not any((d / f).exists() for f in ("model.safetensors", "model.safetensors.index.json")):
             raise FileNotFoundError(f"{d}: no model.safetensors, shard index or adapter to resume from")
+        # from_pretrained applies transformers' checkpoint key conversions (saved keys differ from module paths);
+        # it costs a second copy of the base weights while loading.
         base = model.get_base_model()
-        missing, unexpected = base.load_state_dict(state, strict=False)
-        tied = set(getattr(base, "all_tied_weights_keys", {}) or {}) | {"lm_head.weight"}
-        missing = [k for k in missing if k not in tied]
-        if missing or unexpected:
-            raise ValueError(
-                f"{d}: checkpoint does not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
-            )
+        loaded = type(base).from_pretrained(str(d), dtype=base.dtype)
+        base.load_state_dict(loaded.state_dict(), strict=True)
+        del loaded
     alarm = load_file(str(d / "alarm.safetensors"))
     model.load_state_dict(alarm, strict=False)
 
@@ -230,6 +221,8 @@ class VideoGRPOTrainer(Trainer):
                 from trl.trainer.callbacks import SyncRefModelCallback
 
                 self.add_callback(SyncRefModelCallback(ref_model=self.ref_model, accelerator=self.accelerator))
+        if self.ref_model is not None:
+            share_vision_tower(model, self.ref_model)
         self.vision_cache: CachedVisionTower | None = None
         if args.reuse_vision_features:
             models = [model] + ([self.ref_model] if self.ref_model is not None else [])

@@ -179,6 +179,17 @@ def install_vision_cache(*models: nn.Module) -> CachedVisionTower | None:
     return cache
 
 
+def share_vision_tower(policy: nn.Module, *others: nn.Module) -> None:
+    """Point the other models (the reference) at the policy's frozen tower instead of their own copy."""
+    entry = find_vision_module(policy)
+    if entry is None or any(p.requires_grad for p in entry[2].parameters()):
+        return
+    for model in others:
+        other = find_vision_module(model)
+        if other is not None:
+            other[0]._modules[other[1]] = entry[2]
+
+
 def remove_vision_cache(*models: nn.Module) -> None:
     """Undo :func:`install_vision_cache` (the shared tower stays shared)."""
     for model in models:
