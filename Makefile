@@ -11,7 +11,7 @@ install:
 	$(PIP) install -e ".[dev]"
 
 demo: install
-	$(ENV) $(PYTHON) -m videosafety_r1.demo --out $(DEMO_OUT)
+	$(ENV) $(PYTHON) recipes/demo.py --out $(DEMO_OUT)
 
 test: install
 	$(ENV) $(PYTHON) -m pytest -q

@@ -80,6 +80,17 @@ class MediaLoader:
         return "none", None, None
 
 
+def with_absolute_media(records: list[Any], data_root: str | os.PathLike[str] | None) -> list[Any]:
+    """Copies of `records` whose media paths are absolute, so one collator serves sets with different roots."""
+    from dataclasses import replace
+
+    loader = MediaLoader(data_root)
+    return [
+        replace(r, media=Media(r.media.type, str(loader.resolve(r.media).resolve()))) if r.media.path else r
+        for r in records
+    ]
+
+
 def _user_content(kind: str, text: str) -> list[dict[str, Any]]:
     content: list[dict[str, Any]] = [{"type": kind}] if kind in ("video", "image") else []
     return content + [{"type": "text", "text": text}]

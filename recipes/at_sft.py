@@ -1,0 +1,105 @@
+"""AT-SFT recipe: one stage (alarm_init, atc or cot) of alarm-token supervised fine-tuning.
+
+Launch:
+    accelerate launch recipes/at_sft.py --config recipes/configs/demo/atc.yaml
+
+Any config field can be overridden on the command line (`--learning_rate 1e-5`). Consumes a JSONL of SFT rows (see
+docs/data.md) and a base or alarm checkpoint; writes Trainer checkpoints, `<output_dir>/final` (the format the next
+stage and GRPO load) and `<output_dir>/export` (a plain transformers checkpoint).
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+import transformers
+from transformers.trainer_utils import get_last_checkpoint
+
+from videosafety_r1.alarm import export_plain_checkpoint, load_pretrained
+from videosafety_r1.config import load_config
+from videosafety_r1.data import load_dataset_checked
+from videosafety_r1.data.collate import MediaLoader, SFTCollator, with_absolute_media
+from videosafety_r1.sft import ATSFTConfig, ATSFTTrainer, build_sft_model
+
+logger = logging.getLogger("at_sft")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="YAML file of ATSFTConfig fields")
+    known, overrides = parser.parse_known_args(argv)
+    args = load_config(ATSFTConfig, known.config, overrides)
+
+    # seed, logging
+    transformers.set_seed(args.seed)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=args.get_process_log_level())
+    transformers.utils.logging.set_verbosity(args.get_process_log_level())
+
+    # last checkpoint
+    last = None
+    if os.path.isdir(args.output_dir):
+        last = get_last_checkpoint(args.output_dir)
+        if last:
+            logger.info("resuming from %s", last)
+
+    # data, validated before any training starts
+    train, report = load_dataset_checked(args.train_file, args.data_root, kind="sft", on_bad_row=args.on_bad_row)
+    logger.info("training rows: %d (%s)", len(train), report.summary().splitlines()[0] if report.problems else "clean")
+    evaluation = None
+    if args.eval_file:
+        eval_root = args.eval_data_root or args.data_root
+        evaluation, _ = load_dataset_checked(args.eval_file, eval_root, kind="sft", on_bad_row=args.on_bad_row)
+        evaluation = with_absolute_media(evaluation, eval_root)
+
+    # processor and model
+    model, processor = build_sft_model(args)
+    collator = SFTCollator(
+        processor,
+        MediaLoader(args.data_root, args.video_fps, args.video_max_frames),
+        alarm_config=model.alarm_config,
+        max_length=args.max_length,
+        truncation=args.truncation,
+    )
+
+    # trainer
+    trainer = ATSFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        data_collator=collator,
+        processing_class=processor,
+    )
+    results = {}
+    if evaluation is not None and args.stage == "atc":
+        results["before"] = trainer.evaluate()
+
+    # train / resume
+    trainer.train(resume_from_checkpoint=last)
+    if evaluation is not None:
+        results["after"] = trainer.evaluate()
+
+    # save: the training form, then a plain export built from it
+    final = os.path.join(args.output_dir, "final")
+    trainer.save_model(final)
+    trainer.accelerator.wait_for_everyone()
+    if args.export_plain and trainer.accelerator.is_main_process:
+        reloaded, reloaded_processor = load_pretrained(final)
+        export_plain_checkpoint(reloaded, reloaded_processor, os.path.join(args.output_dir, "export"))
+    results["final"] = final
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    checksum = sum(float(p.detach().double().sum()) for p in unwrapped.parameters())
+    logger.info("rank %d parameter checksum %.10e", trainer.accelerator.process_index, checksum)
+    results["checksum"] = checksum
+    if trainer.accelerator.is_main_process:
+        for when in ("before", "after"):
+            if when in results:
+                acc = {k: round(v, 3) for k, v in results[when].items() if "acc/" in k or "loss/lm" in k}
+                print(f"[at_sft:{args.stage}] {when}: {acc}")
+        print(f"[at_sft:{args.stage}] checkpoint: {final}")
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

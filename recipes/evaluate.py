@@ -1,0 +1,51 @@
+"""Evaluate a checkpoint on a safety benchmark: generate, judge the <answer> span, score DSR / ASR / FRR and the
+alarm heads, and write samples.jsonl, results.json, CSV tables and plots (docs/evaluation.md).
+
+Launch (one process, or N with --num_processes N: rows are sharded by rank and merged by rank 0):
+    accelerate launch recipes/evaluate.py --config recipes/configs/demo/evaluate.yaml
+
+Any EvalConfig field can be overridden after the config, e.g. ``--model_name_or_path demo_out/sft_cot/final`` or
+``--text_only_pass false``. A killed run resumes: launch the same command again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from transformers import set_seed
+
+from videosafety_r1.config import load_config
+from videosafety_r1.evaluation import EvalConfig, distributed_state, format_table, run_evaluation, summary_rows
+
+logger = logging.getLogger("evaluate")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML of EvalConfig fields.")
+    args, overrides = parser.parse_known_args(argv)
+
+    state = distributed_state()
+    logging.basicConfig(
+        level=logging.INFO if state.is_main_process else logging.WARNING,
+        format=f"%(asctime)s [rank {state.process_index}] %(levelname)s %(name)s: %(message)s",
+    )
+    config = load_config(EvalConfig, args.config, overrides)
+    set_seed(config.seed)
+    logger.info("evaluating %s on %s -> %s", config.model_name_or_path, config.eval_file, config.output_dir)
+
+    results = run_evaluation(config)
+
+    if state.is_main_process:
+        metrics = results["metrics"]
+        print(format_table(summary_rows(metrics)))
+        for head, m in (metrics.get("alarm") or {}).items():
+            print(f"alarm head {head}: AUROC {m.get('auroc')}, F1 {m.get('f1')}, ECE {m.get('ece')}")
+        print(f"results: {config.output_dir}/results.json")
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
