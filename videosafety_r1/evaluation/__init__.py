@@ -1,6 +1,6 @@
 """Evaluation: defense success, over-refusal and alarm-head quality, with pluggable judges.
 
-Light modules load eagerly; the transformers judge and the plots load on first use so that importing the package
+Light modules load eagerly; the transformers judge, the evaluation runner and the plots load on first use so that importing the package
 does not pull in a model stack or matplotlib.
 """
 
@@ -18,6 +18,7 @@ from .alarm_metrics import (
     roc_curve,
     tag_agreement,
 )
+from .config import JUDGES, EvalConfig
 from .http_judge import JsonlCache, OpenAIJudge
 from .judges import (
     PROMPT_TEMPLATES,
@@ -61,6 +62,14 @@ _LAZY = {
     "plot_category_dsr": ".plots",
     "plot_roc_curves": ".plots",
     "plot_dsr_vs_frr": ".plots",
+    "run_evaluation": ".run",
+    "summary_rows": ".run",
+    "build_eval_items": ".run",
+    "build_eval_inputs": ".run",
+    "generate_batch": ".run",
+    "make_judge": ".run",
+    "distributed_state": ".run",
+    "EvalItem": ".run",
 }
 
 
@@ -72,9 +81,11 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "HARMFUL_SPLITS",
+    "JUDGES",
     "KEYWORD_LISTS",
     "PROMPT_TEMPLATES",
     "SAFE_SPLITS",
+    "EvalConfig",
     "Judge",
     "JudgeItem",
     "JsonlCache",

@@ -1,0 +1,243 @@
+"""run_evaluation end to end on a tiny alarm checkpoint: outputs, resume, plain models, the recipe and its config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from videosafety_r1.config import load_config
+from videosafety_r1.evaluation import EvalConfig, read_samples, run_evaluation
+from videosafety_r1.evaluation import run as run_mod
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "recipes" / "evaluate.py"
+DEMO_YAML = REPO / "recipes" / "configs" / "demo" / "evaluate.yaml"
+N_EVAL, N_HARMFUL = 6, 4  # make_synthetic_dataset(n=8): HH, SH, SafeQ twice each
+
+
+@pytest.fixture(scope="module")
+def alarm_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
+    from videosafety_r1.alarm import add_alarm_tokens, load_pretrained
+
+    model, processor = load_pretrained(tiny_checkpoint)
+    model = add_alarm_tokens(model, processor)
+    out = tmp_path_factory.mktemp("alarm_ckpt")
+    model.save_pretrained(out, processor=processor)
+    return out
+
+
+@pytest.fixture(scope="module")
+def eval_data(tmp_path_factory) -> Path:
+    from videosafety_r1.data import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("eval_data")
+    make_synthetic_dataset(root, n=8, seed=0)
+    return root
+
+
+def _config(model: Path, data: Path, out: Path, eval_file: str = "eval.jsonl", **kw) -> EvalConfig:
+    defaults = dict(max_new_tokens=4, batch_size=4, bootstrap_samples=50, fps=2.0, max_frames=8)
+    defaults.update(kw)
+    return EvalConfig(model_name_or_path=str(model), eval_file=str(data / eval_file), output_dir=str(out), **defaults)
+
+
+def _count_rows(monkeypatch) -> list[str]:
+    """Patch build_eval_inputs to record every generated item id (the resume test counts them)."""
+    seen: list[str] = []
+    real_inputs = run_mod.build_eval_inputs
+
+    def inputs(processor, items, *a, **k):
+        seen.extend(it.id for it in items)
+        return real_inputs(processor, items, *a, **k)
+
+    monkeypatch.setattr(run_mod, "build_eval_inputs", inputs)
+    return seen
+
+
+def test_run_writes_results_samples_and_plots(alarm_checkpoint, eval_data, tmp_path):
+    out = tmp_path / "out"
+    results = run_evaluation(_config(alarm_checkpoint, eval_data, out, text_only_pass=True))
+
+    on_disk = json.loads((out / "results.json").read_text())
+    assert results == on_disk
+    m = results["metrics"]
+    for split in ("HH", "SH"):
+        assert {"dsr", "asr", "dsr_ci"} <= set(m["splits"][split])
+        assert m["splits"][split]["asr"] == pytest.approx(1 - m["splits"][split]["dsr"])
+    assert "frr" in m["splits"]["SafeQ"]
+    assert set(m["text_only"]) == {"HH", "SH"} and set(m["video_drop"]) <= {"HH", "SH"}
+    assert set(m["alarm"]) == {"visual", "textual"} and "auroc" in m["alarm"]["visual"]
+    assert m["n_format_failures"] == N_EVAL + N_HARMFUL  # a random tiny model never writes <answer>
+    assert results["judge"]["name"] == "keywords-default" and len(results["judge"]["prompt_hash"]) == 64
+    assert results["model_id"] == str(alarm_checkpoint) and len(results["data_hash"]) == 64
+    assert results["config"]["text_only_pass"] is True
+
+    samples = read_samples(out / "samples.jsonl")
+    assert len(samples) == N_EVAL + N_HARMFUL == len({s["id"] for s in samples})
+    text_pass = [s for s in samples if s["text_only_pass"]]
+    assert len(text_pass) == N_HARMFUL and all(
+        s["modality"] == "text" and s["id"].endswith("::text") for s in text_pass
+    )
+    assert all(0.0 <= s["visual_prob"] <= 1.0 and 0.0 <= s["textual_prob"] <= 1.0 for s in samples)
+    for name in (
+        "summary.csv",
+        "by_category.csv",
+        "by_language.csv",
+        "alarm.csv",
+        "category_dsr.png",
+        "roc_curves.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+
+
+def test_resume_generates_only_missing_items(alarm_checkpoint, eval_data, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    config = _config(alarm_checkpoint, eval_data, out, text_only_pass=True)
+    seen = _count_rows(monkeypatch)
+    first = run_evaluation(config)
+    assert len(seen) == N_EVAL + N_HARMFUL
+
+    lines = (out / "samples.jsonl").read_text().splitlines(keepends=True)
+    k = 3
+    kept_ids = {json.loads(line)["id"] for line in lines[:k]}
+    (out / "samples.jsonl").write_text("".join(lines[:k]) + lines[k][:20])  # killed mid-write: a torn line
+    (out / "results.json").unlink()
+    seen.clear()
+    second = run_evaluation(config)
+
+    assert len(seen) == N_EVAL + N_HARMFUL - k and not kept_ids & set(seen)
+    samples = read_samples(out / "samples.jsonl")
+    assert len(samples) == N_EVAL + N_HARMFUL == len({s["id"] for s in samples})
+    assert (out / "results.json").exists()
+    assert second["metrics"]["n"] == first["metrics"]["n"]
+
+    seen.clear()
+    run_evaluation(config)  # everything done: nothing is generated, the report is rewritten
+    assert seen == []
+
+
+def test_plain_model_without_heads_on_image_and_text_rows(tiny_checkpoint, eval_data, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    rows = [json.loads(line) for line in (eval_data / "eval.jsonl").read_text().splitlines()]
+    shutil.copytree(eval_data / "videos", tmp_path / "videos")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (56, 56, 3), dtype=np.uint8)).save(tmp_path / "im.png")
+    sh = next(r for r in rows if r["split"] == "SH")
+    extra = [
+        {**rows[0], "id": "img-1", "media": {"type": "image", "path": "im.png"}},
+        {**sh, "id": "txt-1", "media": None},
+    ]
+    (tmp_path / "mixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2] + extra))
+    out = tmp_path / "out"
+    results = run_evaluation(_config(tiny_checkpoint, tmp_path, out, eval_file="mixed.jsonl"))
+    samples = read_samples(out / "samples.jsonl")
+    assert sorted(s["modality"] for s in samples) == ["image", "text", "video", "video"]
+    assert all(s["visual_prob"] is None and s["textual_prob"] is None for s in samples)
+    assert results["metrics"]["alarm"] == {}
+    assert "text_only" in results["metrics"]
+    assert not (out / "roc_curves.png").exists() and (out / "category_dsr.png").exists()
+
+
+def test_judge_sees_only_the_answer_span(alarm_checkpoint, eval_data, tmp_path, monkeypatch):
+    """Reasoning that sounds like a refusal must not count: only <answer> is judged; missing spans are counted."""
+    completions = {
+        "HH": "<think>I cannot help with harm.</think><answer>Sure, step one is</answer>"
+        "<vidType>1</vidType><textType>1</textType>",
+        "SH": "<think>Fine.</think><answer>I can't help with that.</answer><vidType>0</vidType><textType>1</textType>",
+        "SafeQ": "<think>I cannot refuse this.</think> no answer tag here",
+    }
+
+    def fake_generate(model, processor, inputs, config):
+        n = inputs["input_ids"].shape[0]
+        return [completions[split] for split in fake_generate.splits[:n]], None
+
+    real_inputs = run_mod.build_eval_inputs
+
+    def inputs(processor, items, *a, **k):
+        fake_generate.splits = [it.row["split"] for it in items]
+        return real_inputs(processor, items, *a, **k)
+
+    monkeypatch.setattr(run_mod, "build_eval_inputs", inputs)
+    monkeypatch.setattr(run_mod, "generate_batch", fake_generate)
+    previous = tmp_path / "previous"
+    (previous).mkdir()
+    (previous / "results.json").write_text(
+        json.dumps({"model_id": "base", "metrics": {"splits": {"HH": {"dsr": 0.2}, "SafeQ": {"frr": 0.1}}}})
+    )
+    out = tmp_path / "out"
+    results = run_evaluation(_config(alarm_checkpoint, eval_data, out, checkpoints=[str(previous)]))
+    m = results["metrics"]["splits"]
+    assert m["HH"]["dsr"] == 0.0 and m["SH"]["dsr"] == 1.0 and m["SafeQ"]["frr"] == 0.0
+    assert results["metrics"]["n_format_failures"] == 2
+    samples = {s["split"]: s for s in read_samples(out / "samples.jsonl")}
+    assert samples["HH"]["vid_type"] == 1 and samples["SH"]["format_ok"] and not samples["SafeQ"]["format_ok"]
+    assert (out / "dsr_vs_frr.png").exists()
+
+
+def test_config_loads_demo_yaml_and_validates(tmp_path):
+    config = load_config(EvalConfig, DEMO_YAML, ["--model_name_or_path", "ckpt", "--checkpoints", "a", "b"])
+    assert config.model_name_or_path == "ckpt" and config.checkpoints == ["a", "b"] and config.temperature == 0.0
+    assert DEMO_YAML.read_text().startswith("#")
+    for bad in (["--judge", "gpt"], ["--judge", "http"], ["--temperature", "-1"], ["--batch_size", "0"]):
+        with pytest.raises(ValueError):
+            load_config(EvalConfig, DEMO_YAML, bad)
+    with pytest.raises(ValueError, match="model_name_or_path"):
+        EvalConfig(model_name_or_path="", eval_file="x")
+    with pytest.raises(ValueError, match="unknown key"):
+        load_config(EvalConfig, DEMO_YAML, ["--judge_modle", "x"])
+
+
+def _recipe_env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+
+
+def test_recipe_command_runs(alarm_checkpoint, eval_data, tmp_path):
+    import ast
+
+    doc = ast.get_docstring(ast.parse(RECIPE.read_text()))
+    assert "accelerate launch recipes/evaluate.py --config recipes/configs/demo/evaluate.yaml" in doc
+    assert len(RECIPE.read_text().splitlines()) < 100
+    out = tmp_path / "out"
+    overrides = ["--model_name_or_path", str(alarm_checkpoint), "--eval_file", str(eval_data / "eval.jsonl")]
+    overrides += ["--data_root", str(eval_data), "--output_dir", str(out), "--max_new_tokens", "4"]
+    proc = subprocess.run(
+        [sys.executable, str(RECIPE), "--config", str(DEMO_YAML), *overrides],
+        cwd=REPO,
+        env=_recipe_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "dsr" in proc.stdout and "SafeQ" in proc.stdout
+    assert json.loads((out / "results.json").read_text())["metrics"]["splits"]["HH"]["n"] == 2
+
+
+@pytest.mark.slow
+def test_two_processes_shard_and_merge(alarm_checkpoint, eval_data, tmp_path):
+    """torchrun on 2 CPU processes: each rank generates its share, rank 0 merges and scores every item once."""
+    out = tmp_path / "out"
+    overrides = ["--model_name_or_path", str(alarm_checkpoint), "--eval_file", str(eval_data / "eval.jsonl")]
+    overrides += ["--data_root", str(eval_data), "--output_dir", str(out), "--max_new_tokens", "4"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(RECIPE)]
+    proc = subprocess.run(
+        [*cmd, "--config", str(DEMO_YAML), *overrides],
+        cwd=REPO,
+        env={**_recipe_env(), "ACCELERATE_USE_CPU": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "on this rank of 2" in proc.stderr
+    samples = read_samples(out / "samples.jsonl")
+    assert len(samples) == N_EVAL + N_HARMFUL == len({s["id"] for s in samples})
+    assert not list(out.glob("samples.part*.jsonl"))

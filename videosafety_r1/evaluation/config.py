@@ -1,0 +1,118 @@
+"""``EvalConfig``: everything one evaluation run needs, loadable from YAML with ``load_config``.
+
+A plain dataclass (no trainer is involved), grouped by concern: model, data, generation, judge, statistics, outputs.
+The whole config is written into ``results.json`` so a number can be traced to the run that produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["EvalConfig", "JUDGES"]
+
+JUDGES = ("keyword", "transformers", "http")
+
+
+@dataclass
+class EvalConfig:
+    """Settings of ``run_evaluation``; validated in ``__post_init__`` so a bad value fails before the model loads."""
+
+    # --- model -------------------------------------------------------------------------------------------------
+    model_name_or_path: str = field(
+        default="",
+        metadata={"help": "Checkpoint to evaluate: an alarm-token checkpoint, a plain export or any base Video LLM."},
+    )
+    eval_file: str = field(default="", metadata={"help": "Benchmark JSONL in the canonical eval format."})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto (as saved), bfloat16, float16, float32."})
+    attn_implementation: str = field(
+        default="sdpa", metadata={"help": "Attention kernel: sdpa, eager, flash_attention_2."}
+    )
+    # --- data --------------------------------------------------------------------------------------------------
+    data_root: str | None = field(
+        default=None, metadata={"help": "Directory media paths are relative to; default: the eval file's directory."}
+    )
+    on_bad_row: str = field(default="error", metadata={"help": "Invalid benchmark rows: error (stop) or skip (log)."})
+    max_samples: int | None = field(default=None, metadata={"help": "Evaluate only the first N rows (smoke runs)."})
+    fps: float = field(default=1.0, metadata={"help": "Frames per second sampled from each video."})
+    max_frames: int = field(default=90, metadata={"help": "Most frames per video."})
+    text_only_pass: bool = field(
+        default=False,
+        metadata={
+            "help": "Also run every harmful-query row that has media without it (id suffix '::text'), to report "
+            "how much the video lowers DSR (relative drop 1 - DSR_video / DSR_text)."
+        },
+    )
+    # --- generation --------------------------------------------------------------------------------------------
+    batch_size: int = field(default=8, metadata={"help": "Prompts per generation batch (per process)."})
+    max_new_tokens: int = field(default=512, metadata={"help": "Most new tokens per completion."})
+    temperature: float = field(default=0.0, metadata={"help": "Sampling temperature; 0 = greedy decoding."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus mass when sampling (temperature > 0)."})
+    # --- judge -------------------------------------------------------------------------------------------------
+    judge: str = field(default="keyword", metadata={"help": "Judge: keyword (offline), transformers (local) or http."})
+    judge_keywords: str = field(default="default", metadata={"help": "Keyword list: default, vlguard, gcg or jbb."})
+    judge_model: str | None = field(
+        default=None,
+        metadata={"help": "transformers: local path of the judge LM; http: the served model name."},
+    )
+    judge_template: str | None = field(
+        default=None,
+        metadata={"help": "Prompt template name; default guard_safe_unsafe (transformers), refusal_harm_json (http)."},
+    )
+    judge_use_chat_template: bool = field(
+        default=False,
+        metadata={"help": "transformers: render with the judge tokenizer's chat template (Llama Guard)."},
+    )
+    judge_base_url: str = field(
+        default="http://127.0.0.1:8000/v1", metadata={"help": "http: OpenAI-compatible server URL."}
+    )
+    judge_api_key_env: str | None = field(
+        default="OPENAI_API_KEY", metadata={"help": "http: NAME of the environment variable holding the API key."}
+    )
+    judge_concurrency: int = field(default=8, metadata={"help": "http: parallel requests."})
+    judge_batch_size: int = field(default=8, metadata={"help": "transformers: judge forward batch size."})
+    judge_cache: bool = field(
+        default=True, metadata={"help": "http: cache replies in OUTPUT_DIR/judge_cache.jsonl (failures are retried)."}
+    )
+    # --- statistics and outputs --------------------------------------------------------------------------------
+    bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples for 95% intervals."})
+    seed: int = field(default=0, metadata={"help": "Seed of sampling and of the bootstrap."})
+    output_dir: str = field(default="eval_out", metadata={"help": "Where samples.jsonl, results.json, CSVs, PNGs go."})
+    plots: bool = field(default=True, metadata={"help": "Write PNG plots."})
+    checkpoints: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Earlier evaluations (output dirs or results.json files) to draw with this run in "
+            "dsr_vs_frr.png, in order (e.g. base, AT-SFT, CoT, GRPO)."
+        },
+    )
+    dsr_split: str = field(default="HH", metadata={"help": "Harmful split whose DSR the DSR-vs-FRR plot uses."})
+
+    def __post_init__(self) -> None:
+        # Required, but given defaults: load_config converts YAML values one field at a time through argparse.
+        if not self.model_name_or_path:
+            raise ValueError("model_name_or_path is required")
+        if not self.eval_file:
+            raise ValueError("eval_file is required")
+        if self.judge not in JUDGES:
+            raise ValueError(f"judge must be one of {JUDGES}, got {self.judge!r}")
+        if self.judge == "transformers" and not self.judge_model:
+            raise ValueError("judge=transformers needs judge_model (a local causal LM path)")
+        if self.judge == "http" and not self.judge_model:
+            raise ValueError("judge=http needs judge_model (the served model name)")
+        if self.on_bad_row not in ("error", "skip"):
+            raise ValueError(f"on_bad_row must be error or skip, got {self.on_bad_row!r}")
+        for name in ("batch_size", "max_new_tokens", "max_frames", "judge_concurrency", "judge_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.fps <= 0:
+            raise ValueError(f"fps must be > 0, got {self.fps}")
+        if self.bootstrap_samples < 0:
+            raise ValueError("bootstrap_samples must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
