@@ -237,3 +237,20 @@ def test_grpo_raises_mean_reward(data, tmp_path, seed):
     rewards = [r for _, r in trainer.reward_history]
     start, end = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     assert end > start + 0.1, (start, end, rewards)
+
+
+def test_sampled_placeholder_token_is_cut_not_fed_back(data, tmp_path):
+    """A generator that cannot suppress visual placeholders (vLLM) must not break the later passes."""
+    trainer = _trainer(data, tmp_path, max_steps=1)
+    video_id = trainer.model.config.video_token_id
+    assert video_id in trainer.generator.suppress_token_ids
+
+    def generator(model, inputs):
+        ids = torch.randint(10, 200, (inputs["input_ids"].shape[0], 6))
+        ids[:, 3] = video_id
+        return ids
+
+    trainer.generator = generator
+    trainer.train()
+    batch = trainer._buffer[0]
+    assert batch["completion_mask"].sum(1).tolist() == [3] * 4

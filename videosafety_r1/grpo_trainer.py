@@ -27,7 +27,14 @@ from .data.collate import GRPOPromptCollator, MediaLoader
 from .data.schema import GRPORecord, Media, SafetyLabels
 from .grpo import GRPOConfig, entropy_from_logits, group_advantages, grpo_loss, selective_log_softmax
 from .rewards import get_reward_func
-from .rollout import Generator, HFGenerator, assemble, collate_prompt, completion_mask_after_eos
+from .rollout import (
+    Generator,
+    HFGenerator,
+    assemble,
+    collate_prompt,
+    completion_mask_after_eos,
+    placeholder_token_ids,
+)
 from .vision_cache import CachedVisionTower, install_vision_cache, share_vision_tower
 
 logger = logging.getLogger(__name__)
@@ -208,6 +215,7 @@ class VideoGRPOTrainer(Trainer):
             top_k=args.top_k or 0,
             pad_token_id=self.pad_token_id,
             eos_token_id=self.eos_token_ids,
+            suppress_token_ids=placeholder_token_ids(model),
             extra=dict(args.generation_kwargs or {}),
         )
         if self.ref_model is not None:
@@ -301,8 +309,12 @@ class VideoGRPOTrainer(Trainer):
             unwrapped.eval()
             completion_ids = self.generator(unwrapped, prompt_batch)  # [B*G, C]
             unwrapped.train(was_training)
-        mask = completion_mask_after_eos(completion_ids, self.eos_token_ids)  # [B*G, C]
-        truncated = ~torch.isin(completion_ids, torch.tensor(self.eos_token_ids, device=device)).any(1)  # [B*G]
+        placeholders = torch.tensor(placeholder_token_ids(self.model), dtype=torch.long, device=device)
+        # a generator that cannot suppress them (vLLM): the completion is cut before a sampled placeholder
+        bad = torch.isin(completion_ids, placeholders)  # [B*G, C]
+        mask = completion_mask_after_eos(completion_ids, self.eos_token_ids) & (bad.cumsum(1) == 0)  # [B*G, C]
+        ended = torch.isin(completion_ids, torch.tensor(self.eos_token_ids, device=device)) & mask  # [B*G, C]
+        truncated = ~ended.any(1)  # [B*G]
         completion_ids = completion_ids.masked_fill(~mask, self.pad_token_id)
         lengths = mask.sum(1)  # [B*G]
         completions = self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)

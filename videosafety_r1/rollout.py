@@ -122,6 +122,20 @@ def completion_mask_after_eos(completion_ids: torch.Tensor, eos_token_ids: Seque
     return torch.arange(width, device=completion_ids.device).unsqueeze(0) <= first.unsqueeze(1)  # [N, C]
 
 
+def placeholder_token_ids(model: nn.Module) -> list[int]:
+    """Ids of the visual placeholder tokens (image/video pads, vision start/end): a sampled one would break the
+    model's features-to-tokens matching in every later pass, so rollouts suppress them."""
+    ids = set()
+    configs = [getattr(model, "config", None)]
+    configs.append(getattr(configs[0], "text_config", None))
+    for config in configs:
+        for name in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+            value = getattr(config, name, None)
+            if isinstance(value, int):
+                ids.add(value)
+    return sorted(ids)
+
+
 class Generator(Protocol):
     """Samples completions: ``inputs`` are the ``[N, P]`` prompt batch (with visual tensors); returns ``[N, C]``."""
 
@@ -138,6 +152,7 @@ class HFGenerator:
     top_k: int = 0
     pad_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
+    suppress_token_ids: list[int] = field(default_factory=list)  # visual placeholders must never be sampled
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -151,6 +166,7 @@ class HFGenerator:
             pad_token_id=self.pad_token_id,
             eos_token_id=self.eos_token_id,
             use_cache=True,
+            **({"suppress_tokens": list(self.suppress_token_ids)} if self.suppress_token_ids else {}),
             **self.extra,
         )
         return out[:, inputs["input_ids"].shape[1] :]  # [N, C]
