@@ -223,15 +223,15 @@ def test_recipe_command_runs(alarm_checkpoint, eval_data, tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_shard_and_merge(alarm_checkpoint, eval_data, tmp_path):
-    """torchrun on 2 CPU processes: each rank generates its share, rank 0 merges and scores every item once."""
+    """accelerate launch on 2 CPU processes: each rank generates its share, rank 0 merges and scores every item once."""
     out = tmp_path / "out"
     overrides = ["--model_name_or_path", str(alarm_checkpoint), "--eval_file", str(eval_data / "eval.jsonl")]
     overrides += ["--data_root", str(eval_data), "--output_dir", str(out), "--max_new_tokens", "4"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(RECIPE)]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "launch/cpu_2proc.yaml"]
     proc = subprocess.run(
-        [*cmd, "--config", str(DEMO_YAML), *overrides],
+        [*launch, str(RECIPE), "--config", str(DEMO_YAML), *overrides],
         cwd=REPO,
-        env={**_recipe_env(), "ACCELERATE_USE_CPU": "1"},
+        env={**_recipe_env(), "ACCELERATE_USE_CPU": "true"},
         capture_output=True,
         text=True,
         timeout=600,

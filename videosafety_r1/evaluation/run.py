@@ -330,6 +330,8 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
 
     from videosafety_r1.data import load_dataset_checked
 
+    if (model is None) != (processor is None):
+        raise ValueError("pass both model and processor, or neither (then model_name_or_path is loaded)")
     state = distributed_state()
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
