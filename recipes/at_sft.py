@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> dict:
     results["final"] = final
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     checksum = sum(float(p.detach().double().sum()) for p in unwrapped.parameters())
-    logger.info("rank %d parameter checksum %.10e", trainer.accelerator.process_index, checksum)
+    print(
+        f"[at_sft:{args.stage}] rank {trainer.accelerator.process_index}/{trainer.accelerator.num_processes} "
+        f"parameter checksum {checksum:.12e}"
+    )
     results["checksum"] = checksum
     if trainer.accelerator.is_main_process:
         for when in ("before", "after"):

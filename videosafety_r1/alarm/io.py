@@ -159,29 +159,26 @@ def load_pretrained(
 
 
 def load_checkpoint_weights(model: AlarmVideoLLM, directory: str | Path) -> None:
-    """Load weights written by `save_pretrained` into an existing model, in place (Trainer resume)."""
-    from transformers.modeling_utils import load_sharded_checkpoint
+    """Load weights written by `save_pretrained` into an existing model, in place (Trainer resume).
 
+    Base weights go through `from_pretrained`, which knows the checkpoint's key conventions (transformers renames
+    some modules on disk), then are copied into the live model so optimizer references stay valid.
+    """
     d = Path(directory)
     if (d / "adapter_model.safetensors").exists():
         from peft import set_peft_model_state_dict
 
         set_peft_model_state_dict(model.base, load_file(str(d / "adapter_model.safetensors")))
-    elif (d / "model.safetensors").exists():
-        result = model.base.load_state_dict(load_file(str(d / "model.safetensors")), strict=False)
-        tied = set(getattr(model.base, "all_tied_weights_keys", {}) or {}) | {"lm_head.weight"}
-        missing = [k for k in result.missing_keys if k not in tied]
-        if missing or result.unexpected_keys:
-            raise ValueError(
-                f"{d}: checkpoint does not match the model (missing {missing[:5]}, "
-                f"unexpected {result.unexpected_keys[:5]})"
-            )
-    elif (d / "model.safetensors.index.json").exists():
-        load_sharded_checkpoint(model.base, str(d), strict=False)
     else:
-        raise FileNotFoundError(f"{d}: no model weights found")
+        base = model.get_base_model()
+        dtype = base.get_input_embeddings().weight.dtype
+        fresh = type(base).from_pretrained(str(d), dtype=dtype)
+        base.load_state_dict(fresh.state_dict(), strict=True)
+        del fresh
     state = load_file(str(d / ALARM_WEIGHTS_FILE))
-    model.load_state_dict(state, strict=False)
+    unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+    if unexpected:
+        raise ValueError(f"{d}: unexpected alarm weights {unexpected}")
 
 
 @torch.no_grad()

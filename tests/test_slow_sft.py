@@ -1,0 +1,152 @@
+"""End-to-end proofs for AT-SFT (marked slow; `.ci/run` runs them as its second step)."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """One run of the README demo command's script, shared by every slow test that needs trained checkpoints."""
+    out = tmp_path_factory.mktemp("demo")
+    start = time.time()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "demo.py"), "--out", str(out)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out, proc.stdout, time.time() - start
+
+
+def test_demo_runs_all_stages_and_reports(demo):
+    out, stdout, seconds = demo
+    for stage in ("alarm_init", "atc", "cot"):
+        assert (out / stage / "final" / "alarm.safetensors").exists()
+        assert (out / stage / "export" / "config.json").exists()
+    assert "[demo] finished" in stdout and "before:" in stdout and "after:" in stdout
+    print(f"demo wall time {seconds:.0f} s")
+
+
+def _balanced_accuracy(pred: torch.Tensor, label: torch.Tensor) -> float:
+    tpr = (pred[label == 1] == 1).float().mean()
+    tnr = (pred[label == 0] == 0).float().mean()
+    return float((tpr + tnr) / 2)
+
+
+def test_training_learns_lm_loss_falls_and_heads_detect_harm(demo):
+    from videosafety_r1.alarm import load_pretrained
+    from videosafety_r1.data import load_dataset_checked
+    from videosafety_r1.data.collate import MediaLoader, SFTCollator
+
+    out, stdout, _ = demo
+    before = float(re.search(r"\[at_sft:atc\] before: \{'eval_loss/lm': ([0-9.]+)", stdout).group(1))
+    after = float(re.search(r"\[at_sft:atc\] after: \{'eval_loss/lm': ([0-9.]+)", stdout).group(1))
+    assert after < before - 0.5, (before, after)
+    # held-out rows from a generator seed never used for training
+    model, processor = load_pretrained(out / "atc" / "final")
+    records, _ = load_dataset_checked(out / "heldout" / "sft.jsonl", out / "heldout", kind="sft")
+    assert len(records) >= 64
+    collate = SFTCollator(processor, MediaLoader(out / "heldout", 4.0, 8), alarm_config=model.alarm_config)
+    preds = {"visual": [], "textual": []}
+    labels = {"visual": [], "textual": []}
+    with torch.no_grad():
+        for i in range(0, len(records), 16):
+            batch = collate(records[i : i + 16])
+            labels["visual"].append(batch.pop("visual_alarm_labels"))
+            labels["textual"].append(batch.pop("textual_alarm_labels"))
+            o = model(**batch)
+            preds["visual"].append((o.visual_alarm_logits > 0).long())
+            preds["textual"].append((o.textual_alarm_logits > 0).long())
+    for head in ("visual", "textual"):
+        bacc = _balanced_accuracy(torch.cat(preds[head]), torch.cat(labels[head]))
+        print(f"{head} head balanced accuracy on {len(records)} held-out rows: {bacc:.3f}")
+        assert bacc >= 0.75, (head, bacc)
+
+
+def _workspace(tmp_path):
+    from videosafety_r1.data import make_synthetic_dataset
+    from videosafety_r1.testing import save_tiny_video_llm
+
+    make_synthetic_dataset(tmp_path / "data", n=16, seed=0)
+    save_tiny_video_llm(tmp_path / "base", "qwen2_5_vl", seed=0)
+    return [
+        "--config", str(ROOT / "recipes/configs/demo/atc.yaml"),
+        "--model_name_or_path", str(tmp_path / "base"),
+        "--train_file", str(tmp_path / "data" / "sft.jsonl"),
+        "--data_root", str(tmp_path / "data"),
+        "--eval_file", "",
+        "--export_plain", "false",
+        "--disable_tqdm", "true",
+        "--per_device_train_batch_size", "4",
+    ]  # fmt: skip
+
+
+def test_two_cpu_processes_end_with_identical_weights(tmp_path):
+    args = _workspace(tmp_path)
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(ROOT / "recipes" / "at_sft.py"), *args, "--output_dir", str(tmp_path / "ddp"), "--max_steps", "3",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    sums = re.findall(r"rank (\d)/2 parameter checksum (\S+)", proc.stdout)
+    assert sorted(r for r, _ in sums) == ["0", "1"], proc.stdout[-2000:]
+    assert sums[0][1] == sums[1][1]
+
+
+def test_kill_and_resume_gives_the_same_final_weights(tmp_path):
+    import runpy
+
+    from safetensors.torch import load_file
+
+    main = runpy.run_path(str(ROOT / "recipes" / "at_sft.py"), run_name="test")["main"]
+    args = _workspace(tmp_path) + ["--lr_scheduler_type", "constant", "--warmup_steps", "0", "--save_steps", "2"]
+    args += ["--save_strategy", "steps"]
+    full = main(args + ["--output_dir", str(tmp_path / "full"), "--max_steps", "4"])
+
+    class Killed(RuntimeError):
+        pass
+
+    from transformers import TrainerCallback
+
+    class KillAfterCheckpoint(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise Killed("simulated kill after checkpoint-2")
+
+    from videosafety_r1 import sft
+
+    original = sft.ATSFTTrainer.__init__
+
+    def with_kill(self, *a, **k):
+        original(self, *a, **k)
+        self.add_callback(KillAfterCheckpoint())
+
+    sft.ATSFTTrainer.__init__ = with_kill
+    try:
+        with pytest.raises(Killed):
+            main(args + ["--output_dir", str(tmp_path / "killed"), "--max_steps", "4"])
+    finally:
+        sft.ATSFTTrainer.__init__ = original
+    assert (tmp_path / "killed" / "checkpoint-2").exists() and not (tmp_path / "killed" / "final").exists()
+    resumed = main(args + ["--output_dir", str(tmp_path / "killed"), "--max_steps", "4"])
+    for name in ("model.safetensors", "alarm.safetensors"):
+        a = load_file(str(Path(full["final"]) / name))
+        b = load_file(str(Path(resumed["final"]) / name))
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
