@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import Sampler
 from transformers import Trainer
 
+from .alarm.io import load_checkpoint_weights
 from .alarm.model import AlarmVideoLLM
 from .data.collate import GRPOPromptCollator, MediaLoader
 from .data.schema import GRPORecord, Media, SafetyLabels
@@ -105,26 +105,6 @@ def resolve_reward_funcs(names_or_funcs: Sequence[str | RewardFunc], params: dic
         bound = {k: v for k, v in params.items() if k in accepted}
         funcs.append(get_reward_func(item, **bound))
     return funcs
-
-
-def load_checkpoint_weights(model: AlarmVideoLLM, directory: str | os.PathLike[str]) -> None:
-    """Load what ``AlarmVideoLLM.save_pretrained`` wrote back into ``model`` in place (base or adapter, alarm)."""
-    d = Path(directory)
-    if (d / "adapter_model.safetensors").exists():
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(model.base, load_file(str(d / "adapter_model.safetensors")))
-    else:
-        if not any((d / f).exists() for f in ("model.safetensors", "model.safetensors.index.json")):
-            raise FileNotFoundError(f"{d}: no model.safetensors, shard index or adapter to resume from")
-        # from_pretrained applies transformers' checkpoint key conversions (saved keys differ from module paths);
-        # it costs a second copy of the base weights while loading.
-        base = model.get_base_model()
-        loaded = type(base).from_pretrained(str(d), dtype=base.dtype)
-        base.load_state_dict(loaded.state_dict(), strict=True)
-        del loaded
-    alarm = load_file(str(d / "alarm.safetensors"))
-    model.load_state_dict(alarm, strict=False)
 
 
 class VideoGRPOTrainer(Trainer):
