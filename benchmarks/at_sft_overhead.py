@@ -70,7 +70,9 @@ def build_batches(processor, batch: int, frames: int, workdir: Path) -> tuple[di
     v_id, t_id = register_alarm_tokens(processor, cfg)
     records = []
     for i in range(batch):
-        path = write_synthetic_video(workdir / f"clip{i}.mp4", num_frames=frames, size=64, fps=4, seed=i, harmful=i % 2)
+        path = write_synthetic_video(
+            workdir / f"clip{i}.mp4", num_frames=frames, size=64, fps=4, seed=i, harmful=bool(i % 2)
+        )
         records.append(
             SFTRecord(
                 id=f"bench-{i}",
