@@ -4,8 +4,9 @@ Launch:
     python recipes/demo.py --out demo_out
 
 Steps: synthetic data (training seed 0, held-out seed 1) and a tiny random Qwen2.5-VL checkpoint, then AT-SFT
-alarm init -> ATC -> CoT cold start (recipes/at_sft.py with recipes/configs/demo/*.yaml); later stages (GRPO,
-evaluation) run when their recipes exist. Prints where checkpoints and metrics are.
+alarm init -> ATC -> CoT cold start (recipes/at_sft.py), Safety-GRPO (recipes/grpo.py), and an evaluation of the
+final checkpoint on the synthetic HH / SH / SafeQ split (recipes/evaluate.py), all with recipes/configs/demo/*.yaml.
+Prints where checkpoints, metrics and plots are.
 """
 
 import argparse
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=96, help="synthetic training clips")
     parser.add_argument("--family", default="qwen2_5_vl", help="tiny model family")
     parser.add_argument("--stages", default="alarm_init,atc,cot", help="comma-separated AT-SFT stages to run")
+    parser.add_argument("--skip-grpo", action="store_true", help="stop after AT-SFT")
+    parser.add_argument("--skip-eval", action="store_true", help="do not evaluate the final checkpoint")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -56,6 +59,18 @@ def main(argv: list[str] | None = None) -> None:
         t = time.time()
         _run_recipe("at_sft.py", f"{stage}.yaml", out, [])
         print(f"[demo] AT-SFT {stage} done in {time.time() - t:.0f} s -> {out / stage / 'final'}")
+    last = out / args.stages.split(",")[-1] / "final"
+    if not args.skip_grpo:
+        t = time.time()
+        _run_recipe("grpo.py", "grpo.yaml", out, ["--model_name_or_path", str(last)])
+        last = out / "grpo" / "final"
+        print(
+            f"[demo] Safety-GRPO done in {time.time() - t:.0f} s -> {last} (curve: {out / 'grpo' / 'reward_curve.png'})"
+        )
+    if not args.skip_eval:
+        t = time.time()
+        _run_recipe("evaluate.py", "evaluate.yaml", out, ["--model_name_or_path", str(last)])
+        print(f"[demo] evaluation done in {time.time() - t:.0f} s -> {out / 'eval' / 'results.json'}")
     print(f"[demo] finished in {time.time() - start:.0f} s; checkpoints under {out}/<stage>/final")
 
 

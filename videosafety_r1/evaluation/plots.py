@@ -89,3 +89,19 @@ def plot_dsr_vs_frr(points: Sequence[Mapping[str, Any]], path: str | os.PathLike
     ax.set_ylabel(f"DSR ({split})")
     ax.set_title("DSR vs FRR across checkpoints")
     return _save(fig, path)
+
+
+def plot_reward_curve(history: Sequence[tuple[int, float]], path: str | os.PathLike, window: int = 5) -> Path:
+    """Mean GRPO reward per step with a moving average, so a training run's trend reads at a glance."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = [s for s, _ in history]
+    values = [v for _, v in history]
+    ax.plot(steps, values, color="0.7", linewidth=1, label="mean reward")
+    if len(values) >= window:
+        smooth = [sum(values[i - window + 1 : i + 1]) / window for i in range(window - 1, len(values))]
+        ax.plot(steps[window - 1 :], smooth, color="C0", linewidth=2, label=f"moving average ({window})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("reward")
+    ax.set_title("Safety-GRPO reward")
+    ax.legend(loc="lower right")
+    return _save(fig, path)

@@ -1,0 +1,76 @@
+"""Safety-GRPO recipe (stage 4): video-aware GRPO from an AT-SFT CoT checkpoint.
+
+Launch:
+    accelerate launch recipes/grpo.py --config recipes/configs/demo/grpo.yaml
+
+Any config field can be overridden on the command line (`--beta 0.0`). Consumes a GRPO JSONL (see docs/data.md)
+and the CoT cold-start checkpoint; writes Trainer checkpoints, `<output_dir>/final`, `<output_dir>/export`,
+`completions.jsonl` samples and `reward_curve.png`.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+import transformers
+from transformers.trainer_utils import get_last_checkpoint
+
+from videosafety_r1.alarm import export_plain_checkpoint, load_pretrained
+from videosafety_r1.config import load_config
+from videosafety_r1.data import load_dataset_checked
+from videosafety_r1.evaluation.plots import plot_reward_curve
+from videosafety_r1.grpo import GRPOConfig
+from videosafety_r1.grpo_trainer import VideoGRPOTrainer
+
+logger = logging.getLogger("grpo")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="YAML file of GRPOConfig fields")
+    known, overrides = parser.parse_known_args(argv)
+    args = load_config(GRPOConfig, known.config, overrides)
+
+    # seed, logging
+    transformers.set_seed(args.seed)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=args.get_process_log_level())
+    transformers.utils.logging.set_verbosity(args.get_process_log_level())
+
+    # last checkpoint
+    last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+    if last:
+        logger.info("resuming from %s", last)
+
+    # data, validated before any rollout
+    on_bad_row = {"raise": "error"}.get(args.on_bad_row, args.on_bad_row)
+    records, _ = load_dataset_checked(args.train_file, args.data_root, kind="grpo", on_bad_row=on_bad_row)
+
+    # processor and model (alarm vectors stay frozen: GRPOConfig.freeze_alarm)
+    model, processor = load_pretrained(args.model_name_or_path, attn_implementation="sdpa")
+
+    # rewards come from args.reward_funcs / reward_weights; trainer
+    trainer = VideoGRPOTrainer(model, args, train_dataset=records, processing_class=processor)
+
+    # train / resume
+    trainer.train(resume_from_checkpoint=last)
+
+    # save: training form, plain export, reward curve
+    final = os.path.join(args.output_dir, "final")
+    trainer.save_model(final)
+    trainer.accelerator.wait_for_everyone()
+    history = trainer.reward_history
+    if trainer.accelerator.is_main_process:
+        reloaded, reloaded_processor = load_pretrained(final)
+        export_plain_checkpoint(reloaded, reloaded_processor, os.path.join(args.output_dir, "export"))
+        plot = plot_reward_curve(history, os.path.join(args.output_dir, "reward_curve.png"))
+        k = max(1, len(history) // 4)
+        start = sum(v for _, v in history[:k]) / k
+        end = sum(v for _, v in history[-k:]) / k
+        print(f"[grpo] mean reward first {k} steps {start:.3f} -> last {k} steps {end:.3f}; plot {plot}")
+        print(f"[grpo] checkpoint: {final}")
+    return {"final": final, "reward_history": history}
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
