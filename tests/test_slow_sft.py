@@ -150,3 +150,16 @@ def test_kill_and_resume_gives_the_same_final_weights(tmp_path):
         assert a.keys() == b.keys()
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_recipe_docstring_command_runs(tmp_path):
+    """Run the exact launch command from recipes/at_sft.py's docstring, with paths redirected to a temp folder."""
+    doc = (ROOT / "recipes" / "at_sft.py").read_text()
+    command = re.search(r"(accelerate launch recipes/at_sft\.py --config \S+)", doc).group(1).split()
+    assert command[:2] == ["accelerate", "launch"]
+    overrides = _workspace(tmp_path)[2:]  # everything after the --config pair
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", *command[2:], *overrides]
+    cmd += ["--output_dir", str(tmp_path / "docstring"), "--max_steps", "2"]
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (tmp_path / "docstring" / "final" / "alarm.safetensors").exists()
