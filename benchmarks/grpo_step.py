@@ -43,11 +43,11 @@ def save_text_model(path: Path) -> Path:
     """A tiny Qwen2 causal LM with the tiny tokenizer, saved so both trainers load it by path."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from videosafety_r1.testing import tiny_tokenizer
+    from videosafety_r1.testing import tiny_config, tiny_tokenizer
 
     tok = tiny_tokenizer()
     config = Qwen2Config(
-        vocab_size=576,
+        vocab_size=tiny_config("qwen2_5_vl", tok).text_config.vocab_size,  # the same padded vocabulary
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,

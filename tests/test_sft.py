@@ -61,7 +61,6 @@ def test_alarm_losses(logits, labels, expected_acc):
 
 
 def test_loss_is_ce_plus_lambda_bce_not_divided_by_tokens(workspace, tmp_path):
-    from videosafety_r1.alarm import load_pretrained
     from videosafety_r1.data import load_dataset_checked
     from videosafety_r1.data.collate import MediaLoader, SFTCollator
     from videosafety_r1.sft import build_sft_model
@@ -80,7 +79,6 @@ def test_loss_is_ce_plus_lambda_bce_not_divided_by_tokens(workspace, tmp_path):
     t, _ = alarm_losses(out.textual_alarm_logits, batch["textual_alarm_labels"])
     torch.testing.assert_close(loss, out.loss + 0.1 * v + 0.3 * t)
     assert (batch["labels"] != -100).sum() > 10  # many target tokens, yet BCE is not divided by their count
-    del load_pretrained
 
 
 def _snapshot(model):

@@ -230,40 +230,19 @@ def tiny_config(family: str = "qwen2_5_vl", tokenizer: Any | None = None) -> Any
         tie_word_embeddings=spec.tie_word_embeddings,
     )
     token_ids = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"])
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
+    small_vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64)
     if family in ("qwen2_vl", "qwen2_5_vl"):
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
+        text["rope_parameters"] = rope
         if family == "qwen2_vl":
             vision = dict(depth=2, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=2, patch_size=14)
         else:
-            vision = dict(
-                depth=2,
-                hidden_size=32,
-                intermediate_size=64,
-                num_heads=2,
-                out_hidden_size=64,
-                patch_size=14,
-                window_size=56,
-                fullatt_block_indexes=[1],
-            )
+            vision = dict(small_vision, patch_size=14, window_size=56, fullatt_block_indexes=[1])
         token_ids.update(vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
     elif family == "qwen3_vl":
         text.update(head_dim=16)
-        text["rope_parameters"] = {
-            "rope_type": "default",
-            "rope_theta": 10000.0,
-            "mrope_section": [2, 3, 3],
-            "mrope_interleaved": True,
-        }
-        vision = dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            out_hidden_size=64,
-            patch_size=16,
-            num_position_embeddings=64,
-            deepstack_visual_indexes=[0, 1],
-        )
+        text["rope_parameters"] = dict(rope, mrope_interleaved=True)
+        vision = dict(small_vision, patch_size=16, num_position_embeddings=64, deepstack_visual_indexes=[0, 1])
         token_ids.update(vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
     else:  # video_llama_3: a Qwen2 text model and a SigLIP-style encoder
         text.update(model_type="qwen2")
