@@ -90,10 +90,12 @@ def main(argv: list[str] | None = None) -> dict:
     results["final"] = final
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     checksum = sum(float(p.detach().double().sum()) for p in unwrapped.parameters())
-    print(
+    # one write per line, so the lines of several ranks sharing a pipe never interleave mid-line
+    sys.stdout.write(
         f"[at_sft:{args.stage}] rank {trainer.accelerator.process_index}/{trainer.accelerator.num_processes} "
-        f"parameter checksum {checksum:.12e}"
+        f"parameter checksum {checksum:.12e}\n"
     )
+    sys.stdout.flush()
     results["checksum"] = checksum
     if trainer.accelerator.is_main_process:
         for when in ("before", "after"):

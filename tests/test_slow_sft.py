@@ -103,7 +103,7 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path):
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    sums = re.findall(r"rank (\d)/2 parameter checksum (\S+)", proc.stdout)
+    sums = re.findall(r"rank (\d)/2 parameter checksum ([-+0-9.e]+)", proc.stdout)
     assert sorted(r for r, _ in sums) == ["0", "1"], proc.stdout[-2000:]
     assert sums[0][1] == sums[1][1]
 
