@@ -1,19 +1,25 @@
-"""VideoGRPOTrainer on a tiny Qwen2.5-VL: training changes the right parameters, video reaches every pass, the
-vision tower runs once per prompt, logits only at completion positions, num_iterations, custom rewards, resume."""
+"""VideoGRPOTrainer on every tiny family: training changes the right parameters, video reaches every pass, the
+vision tower runs once per prompt, logits only at completion positions, mixed-modality batches, save and
+load_pretrained, gradient checkpointing; on Qwen2.5-VL also num_iterations, custom rewards, resume."""
 
+import dataclasses
 import json
 import os
+from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 
-from videosafety_r1.alarm import add_alarm_tokens
+from videosafety_r1.alarm import AlarmVideoLLM, add_alarm_tokens, load_pretrained
+from videosafety_r1.alarm.model import is_vision_parameter
 from videosafety_r1.data import load_dataset_checked, make_synthetic_dataset
+from videosafety_r1.data.collate import GRPOPromptCollator, MediaLoader
 from videosafety_r1.data.schema import Media
 from videosafety_r1.grpo import GRPOConfig, grpo_loss
 from videosafety_r1.grpo_trainer import VideoGRPOTrainer
 from videosafety_r1.rollout import assemble, collate_prompt
-from videosafety_r1.testing import tiny_video_llm
+from videosafety_r1.testing import FAMILIES, tiny_video_llm
 from videosafety_r1.vision_cache import find_vision_module
 
 
@@ -30,10 +36,12 @@ def data(tmp_path_factory):
     return root, records
 
 
-def _trainer(data, tmp_path, reward_funcs=(length_reward,), seed=0, model=None, processor=None, **overrides):
+def _trainer(
+    data, tmp_path, reward_funcs=(length_reward,), seed=0, model=None, processor=None, family="qwen2_5_vl", **overrides
+):
     root, records = data
     if model is None:
-        model, processor = tiny_video_llm("qwen2_5_vl", seed=seed)
+        model, processor = tiny_video_llm(family, seed=seed)
         model = add_alarm_tokens(model, processor)
     args = dict(
         output_dir=str(tmp_path / "out"),
@@ -65,8 +73,8 @@ def _snapshot(module):
     return {n: p.detach().clone() for n, p in module.named_parameters()}
 
 
-def test_two_steps_train_llm_not_alarm_or_tower(data, tmp_path):
-    trainer = _trainer(data, tmp_path)
+def test_two_steps_train_llm_not_alarm_or_tower(data, tmp_path, family):
+    trainer = _trainer(data, tmp_path, family=family)
     model = trainer.model
     before = _snapshot(model)
     ref_before = _snapshot(trainer.ref_model)
@@ -74,7 +82,10 @@ def test_two_steps_train_llm_not_alarm_or_tower(data, tmp_path):
     after = dict(model.named_parameters())
     changed = [n for n in before if not torch.equal(before[n], after[n].detach())]
     assert any("language_model" in n for n in changed)
-    assert not any(n.startswith("alarm_embedding") or "visual" in n.split(".") for n in changed), changed
+    tower = [n for n in before if is_vision_parameter(n)]
+    assert tower and not any(after[n].requires_grad for n in tower)
+    frozen = ("alarm_embedding", "visual_head", "textual_head")  # alarm vectors and heads stay frozen in GRPO
+    assert not any(n.startswith(frozen) or is_vision_parameter(n) for n in changed), changed
     assert not model.alarm_embedding.weight.requires_grad
     assert all(torch.equal(ref_before[n], p) for n, p in trainer.ref_model.named_parameters())
     logs = trainer.state.log_history[0]
@@ -108,8 +119,8 @@ def _video_pair(trainer, data):
     return [collate_prompt(trainer.prompt_collator, r) for r in (rec, swapped)]
 
 
-def test_video_changes_logps_and_gradient(data, tmp_path):
-    trainer = _trainer(data, tmp_path, beta=0.0)
+def test_video_changes_logps_and_gradient(data, tmp_path, family):
+    trainer = _trainer(data, tmp_path, beta=0.0, family=family)
     model = trainer.model
     items = _video_pair(trainer, data)
     assert not torch.equal(items[0].tensors["pixel_values_videos"], items[1].tensors["pixel_values_videos"])
@@ -132,8 +143,8 @@ def test_video_changes_logps_and_gradient(data, tmp_path):
     assert not torch.allclose(results[0][1], results[1][1])
 
 
-def test_cached_tower_matches_uncached(data, tmp_path):
-    trainer = _trainer(data, tmp_path, beta=0.0)
+def test_cached_tower_matches_uncached(data, tmp_path, family):
+    trainer = _trainer(data, tmp_path, beta=0.0, family=family)
     items = _video_pair(trainer, data)
     completion = torch.randint(10, 200, (4, 5))
     order = [0, 0, 1, 1]
@@ -149,9 +160,9 @@ def test_cached_tower_matches_uncached(data, tmp_path):
     torch.testing.assert_close(got, expected)
 
 
-@pytest.mark.parametrize("reuse", [True, False])
-def test_vision_tower_runs_once_per_prompt(data, tmp_path, reuse):
-    trainer = _trainer(data, tmp_path, reuse_vision_features=reuse)  # beta 0.04: a reference pass too
+@pytest.mark.parametrize("family, reuse", [(f, True) for f in FAMILIES] + [("qwen2_5_vl", False)])
+def test_vision_tower_runs_once_per_prompt(data, tmp_path, family, reuse):
+    trainer = _trainer(data, tmp_path, reuse_vision_features=reuse, family=family)  # beta 0.04: a reference pass
     tower = find_vision_module(trainer.model)[2]
     videos = []
     hook = tower.register_forward_hook(lambda m, a, kw, o: videos.append(kw["grid_thw"].shape[0]), with_kwargs=True)
@@ -255,3 +266,164 @@ def test_sampled_placeholder_token_is_cut_not_fed_back(data, tmp_path):
     trainer.train()
     batch = trainer._buffer[0]
     assert batch["completion_mask"].sum(1).tolist() == [3] * 4
+
+
+def _write_static_video(path, num_frames=8, size=64, fps=8):
+    """A clip whose frames are identical: VideoLLaMA3's processor then drops repeated tokens (compression mask)."""
+    import av
+
+    frame = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for index in range(num_frames):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts, video_frame.time_base = index, Fraction(1, fps)
+            for packet in stream.encode(video_frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_mixed_modality_batch_keeps_every_rows_visuals(data, tmp_path, family):
+    """Regression: assemble took the tensor keys from the first row only, so a batch led by a text-only (or image)
+    prompt silently dropped the other rows' video tensors (Qwen: a crash; VideoLLaMA3: logps without the video)."""
+    from PIL import Image
+
+    root, records = data
+    trainer = _trainer(data, tmp_path, beta=0.0, family=family)
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "i.png")
+    _write_static_video(tmp_path / "static.mp4")
+    media = [Media(), Media("image", str(tmp_path / "i.png")), Media("video", str(tmp_path / "static.mp4"))]
+    rows = [dataclasses.replace(records[i], media=m) for i, m in enumerate(media)] + [records[3]]
+    items = [collate_prompt(trainer.prompt_collator, r) for r in rows]
+    if family == "video_llama_3":  # the static clip exercises a compression mask that drops tokens
+        assert (
+            not items[2].tensors["video_compression_mask"].all() and items[3].tensors["video_compression_mask"].all()
+        )
+    order = [0, 0, 1, 1, 2, 2, 3, 3]
+    completion = torch.randint(10, 200, (len(order), 5))
+    with torch.no_grad():
+        alone = []
+        for row, i in enumerate(order):  # each batch row on its own
+            single = assemble(items, [i], trainer.pad_token_id, completion_ids=completion[row : row + 1])
+            single["completion_ids"] = completion[row : row + 1]
+            alone.append(trainer._logps(trainer.model, single)[0])
+        expected = torch.cat(alone)  # [8, 5]
+        for cache in (None, trainer.vision_cache):
+            trainer.vision_cache.clear()
+            batch = assemble(items, order, trainer.pad_token_id, completion_ids=completion, cache=cache)
+            assert set().union(*(it.tensors for it in items)) <= set(batch)
+            assert torch.equal(
+                batch["pixel_values_videos"],
+                torch.cat([items[i].tensors["pixel_values_videos"] for i in order if i >= 2]),
+            )
+            batch["completion_ids"] = completion
+            torch.testing.assert_close(trainer._logps(trainer.model, batch)[0], expected, rtol=1e-4, atol=1e-4)
+    assert trainer.vision_cache.encoded_blocks == 3  # image, static video, video: each once
+
+
+def test_save_model_and_load_pretrained_round_trip(data, tmp_path, family):
+    root, records = data
+    trainer = _trainer(data, tmp_path, beta=0.0, family=family, max_steps=1, bf16=False)  # plain fp32 forwards
+    trainer.train()
+    out = tmp_path / "final"
+    trainer.save_model(str(out))
+    loaded, processor = load_pretrained(out)
+    assert isinstance(loaded, AlarmVideoLLM) and type(loaded.get_base_model()) is type(trainer.model.get_base_model())
+    assert loaded.alarm_token_ids == trainer.model.alarm_token_ids
+    state, again = trainer.model.state_dict(), loaded.state_dict()
+    assert set(again) == set(state)
+    for name, value in again.items():
+        torch.testing.assert_close(value, state[name], rtol=0, atol=0, msg=name)
+    collator = GRPOPromptCollator(processor, MediaLoader(root, 8.0, 4))
+    item = collate_prompt(collator, records[0])
+    first = collate_prompt(trainer.prompt_collator, records[0])
+    assert item.prompt == first.prompt and torch.equal(item.tensors["input_ids"], first.tensors["input_ids"])
+    completion = torch.randint(10, 200, (2, 5))
+    batch = assemble([item], [0, 0], trainer.pad_token_id, completion_ids=completion)
+    batch["completion_ids"] = completion
+    trainer.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(trainer._logps(loaded.eval(), batch)[0], trainer._logps(trainer.model, batch)[0])
+
+
+def test_gradient_checkpointing_generates_with_cache_and_matches(data, tmp_path, family):
+    """Rollouts run with checkpointing off and the KV cache in use (one new token per forward after the prefill);
+    checkpointing is back on for the loss, recomputes the decoder layers, and gives the same loss and gradients."""
+    trainer = _trainer(data, tmp_path, family=family, gradient_checkpointing=True, max_steps=1)
+    model = trainer.model
+    sample = trainer.generator
+    seen = []
+
+    def generator(unwrapped, inputs):
+        lengths = []
+        hook = unwrapped.get_input_embeddings().register_forward_hook(lambda m, a, o: lengths.append(a[0].shape[1]))
+        try:
+            out = sample(unwrapped, inputs)
+        finally:
+            hook.remove()
+        seen.append((unwrapped.is_activation_checkpointing, inputs["input_ids"].shape[1], lengths))
+        return out
+
+    trainer.generator = generator
+    trainer.train()
+    ((checkpointing, prompt_len, lengths),) = seen
+    assert not checkpointing and lengths[0] == prompt_len and lengths[1:] == [1] * (len(lengths) - 1)
+    assert len(lengths) > 1 and model.is_activation_checkpointing
+
+    batch = trainer._buffer[0]
+    inner = model.get_decoder().layers[0].input_layernorm  # the layer's own hooks fire once; its first op reruns
+
+    def loss_and_grads():
+        calls = []
+        hook = inner.register_forward_hook(lambda *a: calls.append(1))
+        model.zero_grad()
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        hook.remove()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return loss.detach(), grads, len(calls)
+
+    model.train()
+    loss, grads, calls = loss_and_grads()
+    model.activation_checkpointing_disable()
+    plain_loss, plain_grads, plain_calls = loss_and_grads()
+    assert (calls, plain_calls) == (2, 1)  # forward + recompute in backward
+    assert grads and set(grads) == set(plain_grads)
+    torch.testing.assert_close(loss, plain_loss)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, plain_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_reference_runs_in_the_policys_precision(data, tmp_path):
+    """Regression: the reference model was only moved to the device, not prepared, so under mixed precision (bf16,
+    TRL's default) it ran in fp32 while the policy and old-policy passes ran under autocast: at the first step, with
+    policy == reference, the KL term was precision noise instead of 0."""
+    trainer = _trainer(data, tmp_path, num_iterations=2, max_steps=1)  # num_iterations 2: old-policy logps too
+    assert trainer.accelerator.mixed_precision == "bf16"
+    trainer.train()
+    batch = trainer._buffer[0]
+    assert torch.equal(batch["old_logps"], batch["ref_logps"])
+    assert trainer.state.log_history[0]["kl"] == 0.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known, not fixed here: TRL's unwrap_model_for_generation turns checkpointing off and on around every "
+    "rollout, and transformers' activation_checkpointing_enable adds a fresh enable_input_require_grads hook to the "
+    "input (and vision patch) embeddings each time; the generation context is owned by the DeepSpeed work",
+)
+def test_checkpointing_toggle_around_rollouts_does_not_stack_hooks(data, tmp_path):
+    trainer = _trainer(data, tmp_path, gradient_checkpointing=True, max_steps=3, beta=0.0)
+    sample, counts = trainer.generator, []
+
+    def generator(unwrapped, inputs):
+        counts.append(len(unwrapped.get_input_embeddings()._forward_hooks))
+        return sample(unwrapped, inputs)
+
+    trainer.generator = generator
+    trainer.train()
+    assert len(counts) == 3 and len(set(counts)) == 1, counts

@@ -6,6 +6,7 @@ See :class:`VideoGRPOTrainer`. The loss math lives in :mod:`videosafety_r1.grpo`
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
@@ -204,7 +205,8 @@ class VideoGRPOTrainer(Trainer):
 
                 self.ref_model = prepare_deepspeed(self.ref_model, self.accelerator)
             else:
-                self.ref_model = self.ref_model.to(self.accelerator.device)
+                # as TRL: placed, and run under the policy's mixed-precision autocast (same numerics at step 0)
+                self.ref_model = self.accelerator.prepare_model(self.ref_model, evaluation_mode=True)
             if args.sync_ref_model:
                 from trl.trainer.callbacks import SyncRefModelCallback
 
@@ -354,7 +356,8 @@ class VideoGRPOTrainer(Trainer):
         C = batch["completion_ids"].shape[1]
         skip = ("completion_ids", "completion_mask", "advantages", "old_logps", "ref_logps")
         inputs = {k: v for k, v in batch.items() if k not in skip}
-        logits = model(**inputs, logits_to_keep=C + 1, use_cache=False).logits[:, :-1]  # [N, C, V]
+        with _head_keeps_last(self.accelerator.unwrap_model(model), C + 1):
+            logits = model(**inputs, logits_to_keep=C + 1, use_cache=False).logits[:, :-1]  # [N, C, V]
         logps = selective_log_softmax(logits, batch["completion_ids"], self.args.temperature)  # [N, C]
         ent = None
         if entropy:
@@ -477,6 +480,21 @@ class VideoGRPOTrainer(Trainer):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         load_checkpoint_weights(unwrapped, resume_from_checkpoint)
         logger.info("loaded model weights from %s", resume_from_checkpoint)
+
+
+@contextlib.contextmanager
+def _head_keeps_last(model: nn.Module, n: int) -> Iterator[None]:
+    """Feed only the last ``n`` positions to the output head: a no-op where the forward honours ``logits_to_keep``,
+    and the only cut where it ignores it (``VideoLlama3ForConditionalGeneration`` in transformers 5.24)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        yield
+        return
+    handle = head.register_forward_pre_hook(lambda module, args: (args[0][:, -n:], *args[1:]))
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _alarm_params(model: AlarmVideoLLM) -> list[nn.Parameter]:

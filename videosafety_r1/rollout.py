@@ -85,10 +85,9 @@ def assemble(
             t = r.tensors[key]  # [1, L]
             padded.append(torch.nn.functional.pad(t, (width - t.shape[1], 0), value=pad))
         out[key] = torch.cat(padded)  # [N, P]
-    for key in rows[0].tensors:
-        if key in TEXT_KEYS or not any(key in r.tensors for r in rows):
-            continue
-        out[key] = torch.cat([r.tensors[key] for r in rows if key in r.tensors])
+    for key in dict.fromkeys(k for r in rows for k in r.tensors):  # every row's keys: batches mix modalities
+        if key not in TEXT_KEYS:
+            out[key] = torch.cat([r.tensors[key] for r in rows if key in r.tensors])
     if completion_ids is not None:
         c_mask = completion_mask if completion_mask is not None else torch.ones_like(completion_ids)
         out["input_ids"] = torch.cat([out["input_ids"], completion_ids.to(out["input_ids"])], 1)  # [N, P+C]
