@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..zero3 import any_partitioned, full_shape, gathered
 from .model import FORMAT_VERSION, AlarmVideoLLM, add_alarm_tokens
 from .tokens import AlarmConfig, alarm_chat_template, insert_alarm_tokens
 
@@ -55,15 +56,19 @@ def save_pretrained(
 ) -> Path:
     """Write the training form. With LoRA, the adapter is saved (PEFT layout) unless `merge_lora=True`.
 
-    `state_dict` is the wrapper's full state dict when the caller gathered it (DeepSpeed ZeRO-3 via the Trainer).
+    `state_dict` is the wrapper's full state dict when the caller gathered it (DeepSpeed ZeRO-3 via the Trainer,
+    which calls this on one rank only); without it the alarm weights are gathered here, so under ZeRO-3 every rank
+    must call this.
     """
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
     lora = hasattr(model.base, "peft_config")
-    alarm_sd = model.alarm_state_dict()
     if state_dict is not None:
         kwargs["state_dict"] = {k[len("base.") :]: v for k, v in state_dict.items() if k.startswith("base.")}
         alarm_sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items() if not k.startswith("base.")}
+    else:
+        alarm_sd = model.alarm_state_dict()
+    _check_alarm_weights(model, alarm_sd)
     if lora and merge_lora:
         merged = copy.deepcopy(model.base).merge_and_unload()
         merged.save_pretrained(out, **kwargs)
@@ -85,6 +90,25 @@ def save_pretrained(
     return out
 
 
+def _check_alarm_weights(model: AlarmVideoLLM, alarm_sd: dict[str, torch.Tensor]) -> None:
+    """Refuse to write missing or partial alarm weights (e.g. the empty slice of a ZeRO-3 partitioned parameter)."""
+    expected = {"alarm_embedding.weight": model.alarm_embedding.weight}
+    for head_name in ("visual_head", "textual_head"):
+        head = getattr(model, head_name)
+        if head is not None:
+            expected.update({f"{head_name}.weight": head.weight, f"{head_name}.bias": head.bias})
+    problems = [
+        f"{k}: {'missing' if k not in alarm_sd else tuple(alarm_sd[k].shape)}, expected {tuple(full_shape(p))}"
+        for k, p in expected.items()
+        if k not in alarm_sd or alarm_sd[k].shape != full_shape(p)
+    ]
+    if problems:
+        raise ValueError(
+            "refusing to save incomplete alarm weights (under DeepSpeed ZeRO-3 pass the gathered state_dict): "
+            + "; ".join(problems)
+        )
+
+
 def _resolve(path_or_id: str | Path, filename: str) -> str | None:
     from transformers.utils import cached_file
 
@@ -94,6 +118,18 @@ def _resolve(path_or_id: str | Path, filename: str) -> str | None:
         _raise_exceptions_for_missing_entries=False,
         _raise_exceptions_for_connection_errors=False,
     )
+
+
+def _keep_used_weight_conversions(model: Any) -> None:
+    """Keep only the checkpoint-key conversions that loading used, as transformers' normal loader does.
+
+    Under DeepSpeed ZeRO-3, transformers 5.x (`_load_state_dict_into_zero3_model`) records every registered
+    conversion instead, and `save_pretrained` then reverts unused ones too: a Qwen2.5-VL saved after ZeRO-3 training
+    got keys such as `model.model.embed_tokens.weight` (transformers still loads them, other tools may not).
+    """
+    conversions = getattr(model, "_weight_conversions", None)
+    if conversions:
+        model._weight_conversions = [c for c in conversions if not hasattr(c, "was_used") or c.was_used()]
 
 
 def load_pretrained(
@@ -121,11 +157,13 @@ def load_pretrained(
 
         base_path = json.loads(Path(adapter_cfg).read_text())["base_model_name_or_path"]
         base = AutoModelForImageTextToText.from_pretrained(base_path, **load_kwargs)
+        _keep_used_weight_conversions(base)
         if len(processor.tokenizer) > base.get_input_embeddings().weight.shape[0]:
             base.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
         base = PeftModel.from_pretrained(base, str(path_or_id), is_trainable=is_trainable)
     else:
         base = AutoModelForImageTextToText.from_pretrained(str(path_or_id), **load_kwargs)
+    _keep_used_weight_conversions(base)
     meta_path = _resolve(path_or_id, ALARM_CONFIG_FILE)
     if not meta_path:
         return base, processor
@@ -138,7 +176,10 @@ def load_pretrained(
         raise ValueError("alarm_config token strings differ from the checkpoint's")
     emb = base.get_input_embeddings().weight
     ids = [meta["visual_alarm_token_id"], meta["textual_alarm_token_id"]]
-    baked = emb[ids].detach().clone() if meta.get("exported") else None
+    baked = None
+    if meta.get("exported"):
+        with gathered([emb]):  # a collective under ZeRO-3: every rank loads
+            baked = emb[ids].detach().clone()
     model = add_alarm_tokens(base, processor, cfg)
     if model.alarm_token_ids != ids:
         raise ValueError(f"{meta_path}: tokenizer gives alarm ids {model.alarm_token_ids}, checkpoint says {ids}")
@@ -190,6 +231,11 @@ def export_plain_checkpoint(model: AlarmVideoLLM, processor: Any, out_dir: str |
     are saved beside it. With tied input/output embeddings the two alarm logit columns change too; they are
     suppressed in both models, and every other logit is unchanged.
     """
+    if any_partitioned(model):
+        raise ValueError(
+            "export_plain_checkpoint needs whole weights, not a DeepSpeed ZeRO-3 partitioned model: save the training "
+            "form first, then reload it on one rank inside videosafety_r1.zero3.zero3_init_disabled() and export that"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lora = hasattr(model.base, "peft_config")

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from ..zero3 import full_shape, gathered
 from .tokens import AlarmConfig
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class AlarmVideoLLM(nn.Module):
         super().__init__()
         self.base = base
         self.alarm_config = config
-        hidden = base.get_input_embeddings().weight.shape[-1]
+        hidden = full_shape(base.get_input_embeddings().weight)[-1]  # ZeRO-3 holds only a slice of it
         self.alarm_embedding = AlarmEmbedding(hidden, visual_id, textual_id)
         self.visual_head = nn.Linear(hidden, 1) if config.use_heads else None
         self.textual_head = nn.Linear(hidden, 1) if config.use_heads else None
@@ -205,14 +206,18 @@ class AlarmVideoLLM(nn.Module):
                 head.requires_grad_(cfg.train_heads)
 
     def alarm_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only the alarm parameters (vectors and heads), detached, on CPU."""
+        """Only the alarm parameters (vectors and heads), whole, detached, on CPU.
+
+        Under DeepSpeed ZeRO-3 the parameters are gathered first: call it on every rank.
+        """
         sd = {"alarm_embedding.weight": self.alarm_embedding.weight}
         for head_name in ("visual_head", "textual_head"):
             head = getattr(self, head_name)
             if head is not None:
                 sd[f"{head_name}.weight"] = head.weight
                 sd[f"{head_name}.bias"] = head.bias
-        return {k: v.detach().cpu().contiguous() for k, v in sd.items()}
+        with gathered(sd.values()):
+            return {k: v.detach().cpu().clone().contiguous() for k, v in sd.items()}
 
     def save_pretrained(self, save_directory: Any, processor: Any = None, **kwargs: Any) -> None:
         from .io import save_pretrained
@@ -229,7 +234,8 @@ def _init_vectors(model: AlarmVideoLLM, config: AlarmConfig) -> None:
             weight.normal_(0.0, config.init_std)
         else:
             emb = model.base.get_input_embeddings().weight
-            weight.copy_(emb.float().mean(0, keepdim=True).expand_as(weight))
+            with gathered([emb]):  # a collective under ZeRO-3, as add_alarm_tokens runs on every rank
+                weight.copy_(emb.float().mean(0, keepdim=True).expand_as(weight))
 
 
 def register_alarm_tokens(processor: Any, config: AlarmConfig | None = None) -> tuple[int, int]:
@@ -257,7 +263,7 @@ def add_alarm_tokens(model: nn.Module, processor: Any, config: AlarmConfig | Non
     visual_id, textual_id = register_alarm_tokens(processor, cfg)
     tokenizer = getattr(processor, "tokenizer", processor)
     base = model.get_base_model() if hasattr(model, "peft_config") else model
-    current = base.get_input_embeddings().weight.shape[0]
+    current = full_shape(base.get_input_embeddings().weight)[0]  # not the empty slice ZeRO-3 leaves on a rank
     if len(tokenizer) > current:
         base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         logger.info("resized token embeddings %d -> %d", current, len(tokenizer))
