@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Sampler
 from transformers import Trainer
 
-from .alarm.io import load_checkpoint_weights
+from .alarm.io import load_checkpoint_weights, save_pretrained
 from .alarm.model import AlarmVideoLLM
 from .data.collate import GRPOPromptCollator, MediaLoader
 from .data.schema import GRPORecord, Media, SafetyLabels
@@ -37,6 +37,7 @@ from .rollout import (
     placeholder_token_ids,
 )
 from .vision_cache import CachedVisionTower, install_vision_cache, share_vision_tower
+from .zero3 import any_partitioned
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ class VideoGRPOTrainer(Trainer):
                 from .alarm.io import load_pretrained
 
                 ref_model = load_pretrained(ref_model)[0]
-            self.ref_model = ref_model if ref_model is not None else copy.deepcopy(model)
+            self.ref_model = ref_model if ref_model is not None else _default_reference(model, args)
             self.ref_model.eval().requires_grad_(False)
 
         super().__init__(
@@ -467,10 +468,8 @@ class VideoGRPOTrainer(Trainer):
         output_dir = output_dir or self.args.output_dir
         if not self.args.should_save:
             return
-        kwargs = {}
-        if state_dict is not None and not hasattr(model.base, "peft_config"):
-            kwargs["state_dict"] = {k[len("base.") :]: v for k, v in state_dict.items() if k.startswith("base.")}
-        model.save_pretrained(output_dir, processor=self.processing_class, **kwargs)
+        # `state_dict` (DeepSpeed: gathered on all ranks, saved here by one) is the wrapper's, alarm weights included
+        save_pretrained(model, output_dir, processor=self.processing_class, state_dict=state_dict)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
@@ -495,6 +494,18 @@ def _head_keeps_last(model: nn.Module, n: int) -> Iterator[None]:
         yield
     finally:
         handle.remove()
+
+
+def _default_reference(model: nn.Module, args: GRPOConfig) -> nn.Module:
+    """A copy of the policy as the reference. Under DeepSpeed ZeRO-3 a deep copy would hold only empty parameter
+    slices, so the reference is loaded again from ``args.model_name_or_path`` (as TRL does)."""
+    if not any_partitioned(model):
+        return copy.deepcopy(model)
+    if not args.model_name_or_path:
+        raise ValueError("under DeepSpeed ZeRO-3 pass ref_model or set model_name_or_path to load the reference from")
+    from .alarm.io import load_pretrained
+
+    return load_pretrained(args.model_name_or_path, dtype=next(model.parameters()).dtype)[0]
 
 
 def _alarm_params(model: AlarmVideoLLM) -> list[nn.Parameter]:
