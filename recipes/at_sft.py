@@ -21,6 +21,7 @@ from videosafety_r1.config import load_config
 from videosafety_r1.data import load_dataset_checked
 from videosafety_r1.data.collate import MediaLoader, SFTCollator, with_absolute_media
 from videosafety_r1.sft import ATSFTConfig, ATSFTTrainer, build_sft_model
+from videosafety_r1.zero3 import parameter_checksum, zero3_init_disabled
 
 logger = logging.getLogger("at_sft")
 
@@ -85,16 +86,18 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_model(final)
     trainer.accelerator.wait_for_everyone()
     if args.export_plain and trainer.accelerator.is_main_process:
-        reloaded, reloaded_processor = load_pretrained(final)
+        with zero3_init_disabled():  # one rank reloads whole weights, even under DeepSpeed ZeRO-3
+            reloaded, reloaded_processor = load_pretrained(final)
         export_plain_checkpoint(reloaded, reloaded_processor, os.path.join(args.output_dir, "export"))
     results["final"] = final
+    # checksums of the whole weights (gathered under ZeRO-3, so every rank takes part)
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
-    checksum = sum(float(p.detach().double().sum()) for p in unwrapped.parameters())
+    checksum = parameter_checksum(unwrapped)
+    alarm_checksum = sum(float(v.double().sum()) for v in unwrapped.alarm_state_dict().values())
+    rank = f"rank {trainer.accelerator.process_index}/{trainer.accelerator.num_processes}"
     # one write per line, so the lines of several ranks sharing a pipe never interleave mid-line
-    sys.stdout.write(
-        f"[at_sft:{args.stage}] rank {trainer.accelerator.process_index}/{trainer.accelerator.num_processes} "
-        f"parameter checksum {checksum:.12e}\n"
-    )
+    sys.stdout.write(f"[at_sft:{args.stage}] {rank} parameter checksum {checksum:.12e}\n")
+    sys.stdout.write(f"[at_sft:{args.stage}] {rank} alarm checksum {alarm_checksum:.12e}\n")
     sys.stdout.flush()
     results["checksum"] = checksum
     if trainer.accelerator.is_main_process:

@@ -22,6 +22,7 @@ from videosafety_r1.data import load_dataset_checked
 from videosafety_r1.evaluation.plots import plot_reward_curve
 from videosafety_r1.grpo import GRPOConfig
 from videosafety_r1.grpo_trainer import VideoGRPOTrainer
+from videosafety_r1.zero3 import parameter_checksum, zero3_init_disabled
 
 logger = logging.getLogger("grpo")
 
@@ -60,8 +61,18 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_model(final)
     trainer.accelerator.wait_for_everyone()
     history = trainer.reward_history
+    # checksums of the whole weights (gathered under ZeRO-3, so every rank takes part)
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    checksum = parameter_checksum(unwrapped)
+    alarm_checksum = sum(float(v.double().sum()) for v in unwrapped.alarm_state_dict().values())
+    rank = f"rank {trainer.accelerator.process_index}/{trainer.accelerator.num_processes}"
+    # one write per line, so the lines of several ranks sharing a pipe never interleave mid-line
+    sys.stdout.write(f"[grpo] {rank} parameter checksum {checksum:.12e}\n")
+    sys.stdout.write(f"[grpo] {rank} alarm checksum {alarm_checksum:.12e}\n")
+    sys.stdout.flush()
     if trainer.accelerator.is_main_process:
-        reloaded, reloaded_processor = load_pretrained(final)
+        with zero3_init_disabled():  # one rank reloads whole weights, even under DeepSpeed ZeRO-3
+            reloaded, reloaded_processor = load_pretrained(final)
         export_plain_checkpoint(reloaded, reloaded_processor, os.path.join(args.output_dir, "export"))
         plot = plot_reward_curve(history, os.path.join(args.output_dir, "reward_curve.png"))
         k = max(1, len(history) // 4)
@@ -69,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
         end = sum(v for _, v in history[-k:]) / k
         print(f"[grpo] mean reward first {k} steps {start:.3f} -> last {k} steps {end:.3f}; plot {plot}")
         print(f"[grpo] checkpoint: {final}")
-    return {"final": final, "reward_history": history}
+    return {"final": final, "reward_history": history, "checksum": checksum}
 
 
 if __name__ == "__main__":
