@@ -16,7 +16,8 @@ YAMLS = sorted(LAUNCH.rglob("*.yaml")) + sorted(LAUNCH.rglob("*.yml"))
 JSONS = sorted(LAUNCH.rglob("*.json"))
 ACCELERATE_YAMLS = sorted(LAUNCH.glob("*.yaml"))
 SBATCH = sorted(LAUNCH.rglob("*.sbatch"))
-EXPECTED = ["single_gpu", "ddp", "zero2", "zero3", "zero3_offload", "multi_node", "cpu_2proc"]
+EXPECTED = ["single_gpu", "ddp", "zero2", "zero3", "zero3_offload", "multi_node"]
+EXPECTED += ["cpu_2proc", "cpu_zero2", "cpu_zero3"]  # CPU, 2 processes over gloo
 
 # accelerate ignores (and, with a config file, rejects) these when `deepspeed_config_file` is set:
 # accelerate.utils.dataclasses.DeepSpeedPlugin._deepspeed_config_checks
@@ -41,7 +42,7 @@ def _ids(paths: list[Path]) -> list[str]:
 def test_expected_files_exist():
     for name in EXPECTED:
         assert (LAUNCH / f"{name}.yaml").is_file(), name
-    for name in ("zero2", "zero3", "zero3_offload"):
+    for name in ("zero2", "zero3", "zero3_offload", "cpu_zero2", "cpu_zero3"):
         assert (LAUNCH / "deepspeed" / f"{name}.json").is_file(), name
     assert (LAUNCH / "slurm" / "train.sbatch").is_file()
 
@@ -85,6 +86,9 @@ def test_accelerate_config_schema(path, monkeypatch):
     if path.name == "cpu_2proc.yaml":
         # the multi-GPU launcher (torchrun) with CPU processes: `--cpu --num_processes 2` would start only one
         assert args.multi_gpu and args.use_cpu and args.num_processes == 2 and not args.cpu
+    if path.name.startswith("cpu_zero"):
+        # the DeepSpeed launcher (torchrun inside), CPU processes; tests/test_slow_deepspeed.py runs these for real
+        assert args.use_deepspeed and args.use_cpu and args.num_processes == 2 and not args.cpu
 
 
 @pytest.mark.parametrize("path", JSONS, ids=_ids(JSONS))
@@ -100,6 +104,11 @@ def test_deepspeed_json(path):
     assert "optimizer" not in config, "a DeepSpeed optimizer would drop the Trainer's parameter groups"
     if zero["stage"] == 3:
         assert zero["stage3_gather_16bit_weights_on_model_save"] is True
+    if path.stem.startswith("cpu_"):
+        # torch AdamW (no compiled DeepSpeed optimizer on CPU); ZeRO-3 shards even the tiny test models
+        assert config["zero_force_ds_cpu_optimizer"] is False and config["zero_allow_untested_optimizer"] is True
+        if zero["stage"] == 3:
+            assert zero["stage3_param_persistence_threshold"] == 0
     if "offload" in path.stem:
         assert zero["offload_optimizer"]["device"] == "cpu" and zero["offload_param"]["device"] == "cpu"
         assert config["zero_force_ds_cpu_optimizer"] is False  # the Trainer's torch AdamW steps on CPU
