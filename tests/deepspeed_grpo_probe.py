@@ -1,0 +1,47 @@
+"""recipes/grpo.py, run unchanged, plus a record of what the policy looks like while it generates.
+
+Launched by tests/test_slow_deepspeed.py with `accelerate launch --config_file launch/cpu_zero{2,3}.yaml`; every
+argument goes to the recipe. Each rank prints one line: `[probe] rank R/N {json}` with, per generation call, whether
+every parameter was whole (ZeRO-3 gathered) and the alarm vectors seen, and whether parameters were partitioned again
+after training (ZeRO-3 really shards them).
+"""
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import torch
+
+from videosafety_r1 import rollout
+
+calls: list[dict] = []
+seen: list[torch.nn.Module] = []
+original = rollout.HFGenerator.__call__
+
+
+def recording(self, model, inputs):
+    params = list(model.parameters())
+    calls.append(
+        {
+            "whole": all(p.numel() == getattr(p, "ds_numel", p.numel()) > 0 for p in params),
+            "alarm_sum": float(model.alarm_embedding.weight.detach().double().sum()),
+            "alarm_numel": model.alarm_embedding.weight.numel(),
+        }
+    )
+    if not seen:
+        seen.append(model)
+    return original(self, model, inputs)
+
+
+rollout.HFGenerator.__call__ = recording
+main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "recipes" / "grpo.py"), run_name="probe")["main"]
+main(sys.argv[1:])
+
+rank, world = 0, 1
+if torch.distributed.is_initialized():
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+after = [p.numel() == 0 and getattr(p, "ds_numel", 0) > 0 for p in seen[0].parameters()] if seen else []
+summary = {"calls": calls, "partitioned_after": bool(after) and all(after)}
+sys.stdout.write(f"[probe] rank {rank}/{world} {json.dumps(summary)}\n")
+sys.stdout.flush()
