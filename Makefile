@@ -3,12 +3,14 @@ PYTHON ?= python
 PIP ?= $(PYTHON) -m pip
 ENV = OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
 DEMO_OUT ?= demo_out
+# pip extras: `make install EXTRAS=dev,deepspeed` adds DeepSpeed (pure Python: DS_BUILD_OPS=0, ops JIT-compile on use)
+EXTRAS ?= dev
 
 .PHONY: install demo test test-slow lint format
 
 install:
 	$(PIP) install "torch==2.14.1" "torchvision==0.29.1"
-	$(PIP) install -e ".[dev]"
+	DS_BUILD_OPS=0 $(PIP) install -e ".[$(EXTRAS)]"
 
 demo: install
 	$(ENV) $(PYTHON) recipes/demo.py --out $(DEMO_OUT)
