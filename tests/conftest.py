@@ -1,6 +1,10 @@
 """Shared fixtures: one thread, offline, and tiny models built from configs."""
 
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,3 +27,22 @@ def tiny_checkpoint(tmp_path_factory):
     from videosafety_r1.testing import save_tiny_video_llm
 
     return save_tiny_video_llm(tmp_path_factory.mktemp("tiny_ckpt"), "qwen2_5_vl", seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """One run of the README demo command's script, shared by every slow test that needs trained checkpoints:
+    returns (output folder, stdout, wall seconds)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    out = tmp_path_factory.mktemp("demo")
+    start = time.time()
+    proc = subprocess.run(
+        [sys.executable, str(root / "recipes" / "demo.py"), "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out, proc.stdout, time.time() - start

@@ -6,7 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from videosafety_r1.data import extract_tag, load_video, validate_file, write_synthetic_video
+from videosafety_r1.data import extract_tag, load_dataset_checked, load_video, validate_file, write_synthetic_video
+from videosafety_r1.data.collate import grpo_prompt_text
 from videosafety_r1.data.schema import COT_RE
 from videosafety_r1.data.synthetic import LANGUAGES, OBJECTS, REFUSALS, TEMPLATES, make_synthetic_dataset
 
@@ -94,3 +95,14 @@ def test_files_validate_and_targets_match_labels(dataset):
         assert refused == bool(labels["visual"] or labels["textual"])
     splits = {(r["labels"]["visual"], r["labels"]["textual"]): r["split"] for r in rows(paths["eval"])}
     assert splits == {(1, 1): "HH", (0, 1): "SH", (0, 0): "SafeQ"}
+
+
+def test_cot_prompt_is_the_grpo_prompt(dataset):
+    """The cold start trains on the prompt GRPO samples from (question + format instructions), row for row."""
+    paths, _ = dataset
+    records, _ = load_dataset_checked(paths["grpo"], paths["videos"].parent)
+    grpo = {r.id: r for r in records}
+    for row in rows(paths["cot"]):
+        user = row["conversation"][0]["content"]
+        assert user == grpo_prompt_text(grpo[row["id"]])
+        assert user.startswith(grpo[row["id"]].problem) and "<vidType>" in user

@@ -4,7 +4,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,22 +12,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-
-
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory):
-    """One run of the README demo command's script, shared by every slow test that needs trained checkpoints."""
-    out = tmp_path_factory.mktemp("demo")
-    start = time.time()
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "recipes" / "demo.py"), "--out", str(out)],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return out, proc.stdout, time.time() - start
 
 
 def test_demo_runs_all_stages_and_reports(demo):

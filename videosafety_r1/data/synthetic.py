@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from videosafety_r1.data.collate import grpo_prompt_text
 from videosafety_r1.data.schema import EvalRecord, GRPORecord, Media, SafetyLabels, SFTRecord, Turn, format_cot
 
 logger = logging.getLogger(__name__)
@@ -178,12 +179,15 @@ def make_synthetic_dataset(out_dir: str | os.PathLike[str], n: int, seed: int = 
             rid, media, [Turn("user", query), Turn("assistant", answer)], labels, category, None, language, "train"
         )
         sft.append(sft_row.to_dict())
-        cot_turns = [Turn("user", query), Turn("assistant", format_cot(think, answer, visual, textual))]
-        cot.append(SFTRecord(rid, media, cot_turns, labels, category, None, language, "train").to_dict())
         solution = f"<answer>{answer}</answer><vidType>{visual}</vidType><textType>{textual}</textType>"
-        grpo.append(
-            GRPORecord(rid, media, query, "free-form-and-choice", solution, None, labels, category, language).to_dict()
-        )
+        grpo_row = GRPORecord(rid, media, query, "free-form-and-choice", solution, None, labels, category, language)
+        grpo.append(grpo_row.to_dict())
+        # The cold start sees the prompt GRPO will use (question + format instructions), so RL starts on-format.
+        cot_turns = [
+            Turn("user", grpo_prompt_text(grpo_row)),
+            Turn("assistant", format_cot(think, answer, visual, textual)),
+        ]
+        cot.append(SFTRecord(rid, media, cot_turns, labels, category, None, language, "train").to_dict())
         if (visual, textual) in _EVAL_SPLIT:
             split = _EVAL_SPLIT[(visual, textual)]
             evaluation.append(EvalRecord(rid, split, query, media, labels, category, language).to_dict())
