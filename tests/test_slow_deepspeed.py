@@ -60,29 +60,40 @@ def workspace(tmp_path_factory):
     return root
 
 
+def _sft_args(workspace: Path, out: Path) -> list[str]:
+    return [
+        "--config", "recipes/configs/demo/atc.yaml",
+        "--model_name_or_path", str(workspace / "base"),
+        "--train_file", str(workspace / "data" / "sft.jsonl"),
+        "--data_root", str(workspace / "data"),
+        "--eval_file", "",
+        "--disable_tqdm", "true",
+        "--per_device_train_batch_size", "4",
+        "--lr_scheduler_type", "constant",
+        "--warmup_steps", "0",
+        "--save_strategy", "steps",
+        "--save_steps", "2",
+        "--max_steps", "4",
+        "--output_dir", str(out),
+    ]  # fmt: skip
+
+
+def _sft_run(stdout: str, out: Path) -> dict:
+    return {
+        "out": out,
+        "checksum": _checksums(stdout, "at_sft:atc", "parameter"),
+        "alarm": _checksums(stdout, "at_sft:atc", "alarm"),
+    }
+
+
 @pytest.fixture(scope="module")
 def sft(workspace):
     """The ATC stage from the base checkpoint (alarm tokens added under ZeRO), once per ZeRO stage."""
     runs = {}
     for stage in STAGES:
         out = workspace / f"sft_zero{stage}"
-        args = [
-            "--config", "recipes/configs/demo/atc.yaml",
-            "--model_name_or_path", str(workspace / "base"),
-            "--train_file", str(workspace / "data" / "sft.jsonl"),
-            "--data_root", str(workspace / "data"),
-            "--eval_file", "",
-            "--disable_tqdm", "true",
-            "--per_device_train_batch_size", "4",
-            "--max_steps", "3",
-            "--output_dir", str(out),
-        ]  # fmt: skip
-        stdout = _launch(stage, ROOT / "recipes" / "at_sft.py", args, workspace / f"sft_zero{stage}.log")
-        runs[stage] = {
-            "out": out,
-            "checksum": _checksums(stdout, "at_sft:atc", "parameter"),
-            "alarm": _checksums(stdout, "at_sft:atc", "alarm"),
-        }
+        stdout = _launch(stage, ROOT / "recipes" / "at_sft.py", _sft_args(workspace, out), out.with_suffix(".log"))
+        runs[stage] = _sft_run(stdout, out)
     return runs
 
 
@@ -98,8 +109,11 @@ def grpo(workspace, sft):
             "--train_file", str(workspace / "data" / "grpo.jsonl"),
             "--data_root", str(workspace / "data"),
             "--disable_tqdm", "true",
+            "--num_generations", "4",  # pinned: the demo config's sizes are tuned for the demo, not for speed
             "--per_device_train_batch_size", "4",
             "--max_completion_length", "16",
+            "--temperature", "1.0",
+            "--learning_rate", "1e-4",
             "--max_steps", "2",
             "--logging_steps", "1",
             "--output_dir", str(out),
@@ -193,6 +207,23 @@ def test_at_sft_zero2_and_zero3_train_the_same_weights(sft):
     a, b = _load(sft[2]["out"] / "final"), _load(sft[3]["out"] / "final")
     torch.testing.assert_close(a.alarm_state_dict(), b.alarm_state_dict(), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(dict(a.named_parameters()), dict(b.named_parameters()), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_at_sft_resumes_from_a_deepspeed_checkpoint_to_the_same_weights(sft, workspace, stage):
+    """A run that finds only `checkpoint-2` (DeepSpeed shards, optimizer, RNG) ends where the uninterrupted run did."""
+    import shutil
+
+    out = workspace / f"sft_zero{stage}_resumed"
+    shutil.copytree(sft[stage]["out"] / "checkpoint-2", out / "checkpoint-2")
+    before = {p: p.stat().st_mtime_ns for p in (out / "checkpoint-2").rglob("*") if p.is_file()}
+    stdout = _launch(stage, ROOT / "recipes" / "at_sft.py", _sft_args(workspace, out), out.with_suffix(".log"))
+    # a run that started over would have written checkpoint-2 again
+    assert {p: p.stat().st_mtime_ns for p in before} == before, "the run did not resume from checkpoint-2"
+    assert json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["global_step"] == 4
+    resumed = _sft_run(stdout, out)
+    assert resumed["checksum"] == sft[stage]["checksum"]
+    assert resumed["alarm"] == sft[stage]["alarm"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
