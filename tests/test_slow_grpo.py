@@ -1,0 +1,44 @@
+"""Safety-GRPO learns with the real rewards (format + accuracy) after the demo's CoT cold start (marked slow).
+
+The demo fixture (conftest) runs every stage once; here the demo's own GRPO config is re-run from its CoT checkpoint
+with three seeds. Measured on this box when the test was written (32 steps, k = 8, reward range 0-3.1): the mean
+reward of the last k steps exceeded the first k by 0.42, 0.23 and 0.21 (seeds 0, 1, 2; e.g. 1.42 -> 1.84), while
+an 8-step mean moves by about 0.07 from noise alone; the stated margin is 0.10.
+"""
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+MARGIN = 0.10
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grpo_raises_mean_reward_after_demo_cot(demo, tmp_path, seed):
+    out, _, _ = demo
+    config = out / "configs" / "grpo.yaml"  # the demo's grpo.yaml with demo_out/ pointed at the fixture's folder
+    assert (out / "cot" / "final").is_dir() and config.is_file()
+    main = runpy.run_path(str(ROOT / "recipes" / "grpo.py"), run_name="slow_test")["main"]
+    result = main(
+        [
+            "--config",
+            str(config),
+            "--model_name_or_path",
+            str(out / "cot" / "final"),
+            "--output_dir",
+            str(tmp_path / "grpo"),
+            "--seed",
+            str(seed),
+        ]
+    )
+    rewards = [r for _, r in result["reward_history"]]
+    assert len(rewards) == 32, "one mean reward per optimisation step"
+    k = len(rewards) // 4
+    first, last = sum(rewards[:k]) / k, sum(rewards[-k:]) / k
+    print(f"seed {seed}: mean reward first {k} steps {first:.3f} -> last {k} steps {last:.3f}")
+    assert first > 0.2, "the CoT cold start should already produce some on-format completions"
+    assert last - first >= MARGIN, f"seed {seed}: {first:.3f} -> {last:.3f}, margin {last - first:.3f} < {MARGIN}"
+    assert (tmp_path / "grpo" / "reward_curve.png").stat().st_size > 0
