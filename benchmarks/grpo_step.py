@@ -2,6 +2,7 @@
 step with vs without the vision-once reuse. One run each, side by side; prints a table of ratios.
 
     OMP_NUM_THREADS=1 python benchmarks/grpo_step.py [--steps 6] [--generations 4] [--completion 16]
+        [--vision-depth 8 --vision-hidden 256]   # a tower big enough for the reuse to matter
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -125,19 +127,41 @@ def text_runs(work: Path, steps: int, G: int, completion: int) -> tuple[float, f
     return step_time(ours, steps), t_trl
 
 
-def video_runs(work: Path, steps: int, G: int, completion: int, frames: int) -> tuple[float, float, int, int]:
+def _video_model(vision_depth: int, vision_hidden: int) -> tuple[Any, Any]:
+    """The tiny Qwen2.5-VL, or the same LLM with a wider/deeper vision tower (0 keeps the tiny tower): the reuse
+    saves tower time, which the 32-wide, 2-block tiny tower barely has."""
+    import transformers
+
+    from videosafety_r1.testing import tiny_video_llm
+
+    model, processor = tiny_video_llm("qwen2_5_vl")
+    if not (vision_depth or vision_hidden):
+        return model, processor
+    vision = model.config.vision_config
+    depth, hidden = vision_depth or vision.depth, vision_hidden or vision.hidden_size
+    vision.depth, vision.hidden_size, vision.intermediate_size = depth, hidden, 2 * hidden
+    vision.num_heads, vision.fullatt_block_indexes = max(2, hidden // 32), [depth - 1]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        bigger = transformers.Qwen2_5_VLForConditionalGeneration(model.config)
+    bigger.generation_config = model.generation_config
+    return bigger.eval(), processor
+
+
+def video_runs(
+    work: Path, steps: int, G: int, completion: int, frames: int, vision_depth: int = 0, vision_hidden: int = 0
+) -> tuple[float, float, int, int]:
     from videosafety_r1.alarm import add_alarm_tokens
     from videosafety_r1.data import load_dataset_checked, make_synthetic_dataset
     from videosafety_r1.grpo import GRPOConfig
     from videosafety_r1.grpo_trainer import VideoGRPOTrainer
-    from videosafety_r1.testing import tiny_video_llm
     from videosafety_r1.vision_cache import find_vision_module
 
     paths = make_synthetic_dataset(work / "data", 16, seed=0)
     records, _ = load_dataset_checked(paths["grpo"], work / "data")
     results = []
     for reuse in (True, False):
-        model, processor = tiny_video_llm("qwen2_5_vl")
+        model, processor = _video_model(vision_depth, vision_hidden)
         model = add_alarm_tokens(model, processor)
         args = GRPOConfig(
             output_dir=str(work / f"video_{reuse}"),
@@ -166,6 +190,8 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=4)
     parser.add_argument("--completion", type=int, default=16)
     parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--vision-depth", type=int, default=0, help="vision blocks (0: the tiny tower's 2)")
+    parser.add_argument("--vision-hidden", type=int, default=0, help="vision width (0: the tiny tower's 32)")
     opts = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     logging.disable(logging.WARNING)
@@ -173,7 +199,7 @@ def main() -> None:
         work = Path(tmp)
         ours, theirs = text_runs(work, opts.steps, opts.generations, opts.completion)
         reuse, no_reuse, calls_reuse, calls_plain = video_runs(
-            work, opts.steps, opts.generations, opts.completion, opts.frames
+            work, opts.steps, opts.generations, opts.completion, opts.frames, opts.vision_depth, opts.vision_hidden
         )
     print(
         f"\nGRPO step time, {opts.steps} steps (first excluded), G={opts.generations}, 2 prompts/step, "
@@ -182,7 +208,8 @@ def main() -> None:
     print(f"{'comparison':<44}{'ours s/step':>12}{'baseline s/step':>17}{'ratio':>8}")
     print(f"{'text-only: VideoGRPOTrainer vs trl.GRPOTrainer':<44}{ours:>12.3f}{theirs:>17.3f}{ours / theirs:>8.2f}")
     print(f"{'video: vision reuse vs no reuse':<44}{reuse:>12.3f}{no_reuse:>17.3f}{reuse / no_reuse:>8.2f}")
-    print(f"vision-tower calls over the run: {calls_reuse} with reuse, {calls_plain} without")
+    tower = f"depth {opts.vision_depth or 2}, width {opts.vision_hidden or 32}"
+    print(f"vision-tower calls over the run ({tower}): {calls_reuse} with reuse, {calls_plain} without")
 
 
 if __name__ == "__main__":
