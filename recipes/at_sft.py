@@ -74,10 +74,17 @@ def main(argv: list[str] | None = None) -> dict:
     )
     results = {}
     if evaluation is not None and args.stage == "atc":
-        results["before"] = trainer.evaluate()
+        if trainer.is_deepspeed_enabled:
+            # evaluate() before train() leaves DeepSpeed unable to train (huggingface/transformers#44889): evaluate
+            # at step 0 inside train() instead
+            args.eval_on_start = True
+        else:
+            results["before"] = trainer.evaluate()
 
     # train / resume
     trainer.train(resume_from_checkpoint=last)
+    if args.eval_on_start and evaluation is not None:
+        results["before"] = next(h for h in trainer.state.log_history if "eval_runtime" in h)
     if evaluation is not None:
         results["after"] = trainer.evaluate()
 

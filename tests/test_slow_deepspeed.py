@@ -66,7 +66,8 @@ def _sft_args(workspace: Path, out: Path) -> list[str]:
         "--model_name_or_path", str(workspace / "base"),
         "--train_file", str(workspace / "data" / "sft.jsonl"),
         "--data_root", str(workspace / "data"),
-        "--eval_file", "",
+        "--eval_file", str(workspace / "data" / "sft.jsonl"),  # ATC evaluates before and after training
+        "--eval_data_root", str(workspace / "data"),
         "--disable_tqdm", "true",
         "--per_device_train_batch_size", "4",
         "--lr_scheduler_type", "constant",
@@ -79,6 +80,8 @@ def _sft_args(workspace: Path, out: Path) -> list[str]:
 
 
 def _sft_run(stdout: str, out: Path) -> dict:
+    for when in ("before", "after"):
+        assert re.search(rf"\[at_sft:atc\] {when}: \{{[^}}]*'eval_loss/lm': [0-9.]+", stdout), stdout[-3000:]
     return {
         "out": out,
         "checksum": _checksums(stdout, "at_sft:atc", "parameter"),
