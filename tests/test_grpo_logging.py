@@ -1,0 +1,61 @@
+"""The GRPO sample table reaches wandb (offline run) as well as completions.jsonl, with the same rows."""
+
+import json
+
+import wandb
+
+from videosafety_r1.alarm import add_alarm_tokens
+from videosafety_r1.data import load_dataset_checked, make_synthetic_dataset
+from videosafety_r1.grpo import GRPOConfig
+from videosafety_r1.grpo_trainer import COMPLETIONS_FILE, VideoGRPOTrainer
+from videosafety_r1.testing import tiny_video_llm
+
+
+def char_count(completions, **kwargs):
+    return [float(len(c)) for c in completions]
+
+
+def test_sample_table_goes_to_wandb_and_jsonl(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    paths = make_synthetic_dataset(tmp_path / "data", 4, seed=0)
+    records, _ = load_dataset_checked(paths["grpo"], tmp_path / "data")
+    model, processor = tiny_video_llm()
+    model = add_alarm_tokens(model, processor)
+    config = GRPOConfig(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=6,
+        max_steps=2,
+        report_to=["wandb"],
+        run_name="grpo-table-test",
+        logging_steps=1,
+        save_strategy="no",
+        data_root=str(tmp_path / "data"),
+        video_fps=8.0,
+        video_max_frames=4,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        disable_tqdm=True,
+    )
+    trainer = VideoGRPOTrainer(
+        model, config, train_dataset=records, processing_class=processor, reward_funcs=[char_count]
+    )
+    try:
+        trainer.train()
+    finally:
+        wandb.finish()
+    tables = sorted((tmp_path / "wandb").glob("offline-run-*/files/media/table/completions_*.table.json"))
+    assert len(tables) == 2, tables  # one per logging step
+    jsonl = [json.loads(line) for line in (tmp_path / "out" / COMPLETIONS_FILE).open()]
+    logged = []
+    for path in tables:
+        table = json.loads(path.read_text())
+        assert {"prompt", "completion", "reward", "rewards/char_count", "advantage"} <= set(table["columns"])
+        logged += [dict(zip(table["columns"], row)) for row in table["data"]]
+    assert len(logged) == len(jsonl) == 2 * 4
+    assert sorted(r["completion"] for r in logged) == sorted(r["completion"] for r in jsonl)
+    assert all(r["reward"] == float(len(r["completion"])) for r in logged)
