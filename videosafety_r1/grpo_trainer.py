@@ -35,6 +35,7 @@ from .rollout import (
     collate_prompt,
     completion_mask_after_eos,
     placeholder_token_ids,
+    unwrapped_for_generation,
 )
 from .vision_cache import CachedVisionTower, install_vision_cache, share_vision_tower
 from .zero3 import any_partitioned
@@ -265,8 +266,6 @@ class VideoGRPOTrainer(Trainer):
 
     @torch.no_grad()
     def _generate_and_score(self, rows: list[Any]) -> list[dict[str, Any]]:
-        from trl.models import unwrap_model_for_generation
-
         G, device = self.num_generations, self.accelerator.device
         self._generation += 1
         if self.vision_cache is not None:
@@ -282,16 +281,9 @@ class VideoGRPOTrainer(Trainer):
             owner_prefix=self._generation,
         )
         prompt_batch = assemble(items, order, **build)  # [B*G, P]
-        with unwrap_model_for_generation(
-            self.model_wrapped,
-            self.accelerator,
-            gather_deepspeed3_params=self.args.ds3_gather_for_generation,
-            gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
-        ) as unwrapped:
-            was_training = unwrapped.training
-            unwrapped.eval()
+        gather = self.args.ds3_gather_for_generation
+        with unwrapped_for_generation(self.model_wrapped, self.accelerator, gather_zero3=gather) as unwrapped:
             completion_ids = self.generator(unwrapped, prompt_batch)  # [B*G, C]
-            unwrapped.train(was_training)
         placeholders = torch.tensor(placeholder_token_ids(self.model), dtype=torch.long, device=device)
         # a generator that cannot suppress them (vLLM): the completion is cut before a sampled placeholder
         bad = torch.isin(completion_ids, placeholders)  # [B*G, C]

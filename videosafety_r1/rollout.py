@@ -11,8 +11,9 @@ HF ``generate`` one is :class:`HFGenerator`; a vLLM client can plug in later wit
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from .vision_cache import CachedVisionTower
+from .zero3 import any_partitioned, gathered
 
 logger = logging.getLogger(__name__)
 
@@ -169,3 +171,30 @@ class HFGenerator:
             **self.extra,
         )
         return out[:, inputs["input_ids"].shape[1] :]  # [N, C]
+
+
+@contextlib.contextmanager
+def unwrapped_for_generation(model: nn.Module, accelerator: Any, gather_zero3: bool = True) -> Iterator[nn.Module]:
+    """The bare model in eval mode for sampling; with ``gather_zero3`` ZeRO-3 parameters are whole inside the block.
+
+    Unlike TRL's ``unwrap_model_for_generation`` this leaves gradient checkpointing on: it is inactive in eval mode
+    anyway, and switching it off and on around every rollout makes transformers register another input-grad hook
+    on the embeddings each time. Without the gather, transformers' ``generate`` keeps ZeRO-3 ranks in step itself.
+    """
+    unwrapped = accelerator.unwrap_model(model)
+    was_training = unwrapped.training
+    unwrapped.eval()
+    try:
+        if gather_zero3 and any_partitioned(unwrapped):
+            from trl.models.utils import add_hooks, remove_hooks
+
+            with gathered(list(model.parameters())):
+                remove_hooks(model)  # DeepSpeed's fetch/release hooks would re-partition mid-generate
+                try:
+                    yield unwrapped
+                finally:
+                    add_hooks(model)
+        else:
+            yield unwrapped
+    finally:
+        unwrapped.train(was_training)
