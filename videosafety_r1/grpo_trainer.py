@@ -1,20 +1,18 @@
 """Safety-GRPO trainer: a ``transformers.Trainer`` that carries video through every GRPO pass.
 
 See :class:`VideoGRPOTrainer`. The loss math lives in :mod:`videosafety_r1.grpo`, rollout assembly and generation in
-:mod:`videosafety_r1.rollout`, the vision-once reuse in :mod:`videosafety_r1.vision_cache`.
+:mod:`videosafety_r1.rollout`, the vision-once reuse in :mod:`videosafety_r1.vision_cache`, prompt rows and reward
+resolution in :mod:`videosafety_r1.grpo_data`, metrics and the sample table in :mod:`videosafety_r1.grpo_logging`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
-import json
 import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,9 +23,16 @@ from transformers import Trainer
 from .alarm.io import load_checkpoint_weights, save_pretrained
 from .alarm.model import AlarmVideoLLM
 from .data.collate import GRPOPromptCollator, MediaLoader
-from .data.schema import GRPORecord, Media, SafetyLabels
 from .grpo import GRPOConfig, entropy_from_logits, group_advantages, grpo_loss, selective_log_softmax
-from .rewards import get_reward_func
+from .grpo_data import (
+    GenerationBatchSampler,
+    RewardFunc,
+    as_grpo_record,
+    keep_rows,
+    resolve_reward_funcs,
+    reward_name,
+)
+from .grpo_logging import COMPLETIONS_FILE, RolloutLogMixin
 from .rollout import (
     Generator,
     HFGenerator,
@@ -42,75 +47,18 @@ from .zero3 import any_partitioned
 
 logger = logging.getLogger(__name__)
 
-RewardFunc = Callable[..., list]
-COMPLETIONS_FILE = "completions.jsonl"
+__all__ = [
+    "COMPLETIONS_FILE",
+    "GenerationBatchSampler",
+    "VideoGRPOTrainer",
+    "as_grpo_record",
+    "resolve_reward_funcs",
+]
+
 _RESERVED = ("trainer_state", "log_metric", "log_extra")
 
 
-def _keep_rows(rows: list[Any]) -> list[Any]:
-    """Dataloader collate: keep raw rows; prompts are collated (and videos decoded) once per generation batch."""
-    return rows
-
-
-def as_grpo_record(row: Any) -> Any:
-    """A ``GRPORecord`` from a dict row (``to_hf_dataset`` / JSON form); other rows pass through unchanged."""
-    if not isinstance(row, dict) or "problem" not in row:
-        return row
-    labels = row.get("safety_labels")
-    return GRPORecord(
-        id=row["id"],
-        media=Media.from_dict(row.get("media")),
-        problem=row["problem"],
-        problem_type=row["problem_type"],
-        solution=row["solution"],
-        options=row.get("options"),
-        safety_labels=SafetyLabels(**labels) if labels else None,
-        category=row.get("category"),
-        language=row.get("language"),
-    )
-
-
-class GenerationBatchSampler(Sampler[int]):
-    """Prompt indices, one generation batch (``chunk`` prompts over all processes) at a time, each repeated
-    ``repeat = steps_per_generation * num_iterations`` times so the Trainer counts one dataloader batch per
-    micro-step. Unlike TRL's ``RepeatSampler`` a prompt is not repeated ``G`` times here: groups are built after
-    collation, so each prompt's video is decoded and processed once."""
-
-    def __init__(self, size: int, chunk: int, repeat: int, shuffle: bool = True, seed: int = 0) -> None:
-        self.size, self.chunk, self.repeat, self.shuffle = size, chunk, repeat, shuffle
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __iter__(self) -> Iterator[int]:
-        order = torch.randperm(self.size, generator=self.generator) if self.shuffle else torch.arange(self.size)
-        for start in range(0, self.size - self.chunk + 1, self.chunk):
-            chunk = order[start : start + self.chunk].tolist()
-            for _ in range(self.repeat):
-                yield from chunk
-
-    def __len__(self) -> int:
-        return (self.size // self.chunk) * self.chunk * self.repeat
-
-
-def _reward_name(func: Any) -> str:
-    return getattr(func, "__name__", None) or getattr(getattr(func, "func", None), "__name__", type(func).__name__)
-
-
-def resolve_reward_funcs(names_or_funcs: Sequence[str | RewardFunc], params: dict[str, Any]) -> list[RewardFunc]:
-    """Registry names -> functions with the config parameters they accept bound; callables pass through."""
-    funcs = []
-    for item in names_or_funcs:
-        if not isinstance(item, str):
-            funcs.append(item)
-            continue
-        from .rewards import REWARD_FUNCS
-
-        accepted = inspect.signature(REWARD_FUNCS[item] if item in REWARD_FUNCS else get_reward_func(item)).parameters
-        bound = {k: v for k, v in params.items() if k in accepted}
-        funcs.append(get_reward_func(item, **bound))
-    return funcs
-
-
-class VideoGRPOTrainer(Trainer):
+class VideoGRPOTrainer(RolloutLogMixin, Trainer):
     """GRPO for Video LLMs with alarm tokens, configured by :class:`videosafety_r1.grpo.GRPOConfig`.
 
     Why not ``trl.GRPOTrainer``: in TRL 1.16 video reaches the rollout but ``pixel_values_videos`` /
@@ -157,7 +105,7 @@ class VideoGRPOTrainer(Trainer):
             reward_funcs if reward_funcs is not None else args.reward_funcs, args.reward_kwargs
         )
         names = reward_funcs if reward_funcs is not None else args.reward_funcs
-        self.reward_func_names = [n if isinstance(n, str) else _reward_name(n) for n in names]
+        self.reward_func_names = [n if isinstance(n, str) else reward_name(n) for n in names]
         weights = args.reward_weights or [1.0] * len(self.reward_funcs)
         if len(weights) != len(self.reward_funcs):
             raise ValueError(f"{len(weights)} reward_weights for {len(self.reward_funcs)} reward functions")
@@ -175,7 +123,7 @@ class VideoGRPOTrainer(Trainer):
         super().__init__(
             model=model,
             args=args,
-            data_collator=_keep_rows,
+            data_collator=keep_rows,
             train_dataset=train_dataset,
             processing_class=processing_class,
             callbacks=callbacks,
@@ -385,73 +333,6 @@ class VideoGRPOTrainer(Trainer):
         self._metrics["entropy"].append(mean((ent * mask).sum() / denom))
         return loss
 
-    # --- logging ----------------------------------------------------------------------------------------------
-    def _log_metric(self, name: str, value: float) -> None:
-        self._metrics[name].append(float(value))
-
-    def _log_rollout(
-        self,
-        prompts: list[str],
-        completions: list[str],
-        per_func: torch.Tensor,
-        rewards: torch.Tensor,
-        advantages: torch.Tensor,
-        lengths: torch.Tensor,
-        truncated: torch.Tensor,
-    ) -> None:
-        g = self.accelerator.gather
-        all_rewards, all_per_func = g(rewards), g(per_func)
-        all_lengths, all_trunc = g(lengths).float(), g(truncated).float()
-        m = self._metrics
-        m["reward"].append(torch.nanmean(all_rewards).item())
-        m["reward_std"].append(torch.nan_to_num(_nanstd(all_rewards)).item())
-        for j, name in enumerate(self.reward_func_names):
-            m[f"rewards/{name}/mean"].append(torch.nanmean(all_per_func[:, j]).item())
-            m[f"rewards/{name}/std"].append(torch.nan_to_num(_nanstd(all_per_func[:, j])).item())
-        grouped = all_rewards.view(-1, self.num_generations)
-        m["frac_reward_zero_std"].append((torch.nan_to_num(grouped.std(1)) == 0).float().mean().item())
-        adv = g(advantages)
-        m["advantages/mean"].append(adv.mean().item())
-        m["advantages/std"].append(adv.std().item() if adv.numel() > 1 else 0.0)
-        m["advantages/max"].append(adv.max().item())
-        m["advantages/min"].append(adv.min().item())
-        m["completions/mean_length"].append(all_lengths.mean().item())
-        m["completions/min_length"].append(all_lengths.min().item())
-        m["completions/max_length"].append(all_lengths.max().item())
-        m["completions/clipped_ratio"].append(all_trunc.mean().item())
-        term = all_lengths[all_trunc == 0]
-        m["completions/mean_terminated_length"].append(term.mean().item() if term.numel() else 0.0)
-        self.reward_history.append((self.state.global_step, torch.nanmean(all_rewards).item()))
-        for i, (p, c) in enumerate(zip(prompts, completions)):
-            row = {"step": self.state.global_step, "prompt": p, "completion": c, "reward": rewards[i].item()}
-            row.update({f"rewards/{n}": per_func[i, j].item() for j, n in enumerate(self.reward_func_names)})
-            row["advantage"] = advantages[i].item()
-            self._table.append(row)
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        metrics = {k: sum(v) / len(v) for k, v in self._metrics.items() if v}
-        self._metrics.clear()
-        super().log({**logs, **metrics}, start_time)
-        if self._table and self.accelerator.is_main_process:
-            self._write_table()
-        self._table = []
-
-    def _write_table(self) -> None:
-        out = Path(self.args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        clean = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in self._table]
-        with (out / COMPLETIONS_FILE).open("a", encoding="utf-8") as f:
-            for row in clean:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        report_to = self.args.report_to or []
-        if "wandb" in report_to:
-            import wandb
-
-            if wandb.run is not None:
-                columns = list(clean[0])
-                table = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in clean])
-                wandb.log({"completions": table})
-
     # --- checkpoints ------------------------------------------------------------------------------------------
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         model = self.accelerator.unwrap_model(self.model)
@@ -503,8 +384,3 @@ def _default_reference(model: nn.Module, args: GRPOConfig) -> nn.Module:
 def _alarm_params(model: AlarmVideoLLM) -> list[nn.Parameter]:
     parts = [model.alarm_embedding, model.visual_head, model.textual_head]
     return [p for part in parts if part is not None for p in part.parameters()]
-
-
-def _nanstd(x: torch.Tensor) -> torch.Tensor:
-    x = x[~torch.isnan(x)]
-    return x.std() if x.numel() > 1 else x.new_tensor(0.0)
