@@ -6,10 +6,9 @@ import torch
 
 from videosafety_r1.alarm import add_alarm_tokens
 from videosafety_r1.data import load_dataset_checked, make_synthetic_dataset
-from videosafety_r1.grpo import GRPOConfig
 from videosafety_r1.grpo_trainer import VideoGRPOTrainer
 from videosafety_r1.rollout import assemble, collate_prompt, completion_mask_after_eos
-from videosafety_r1.testing import tiny_video_llm
+from videosafety_r1.testing import tiny_grpo_config, tiny_video_llm
 
 
 @pytest.fixture(scope="module")
@@ -29,30 +28,24 @@ def _trainer(data, tmp_path, family, **overrides):
     model, processor = tiny_video_llm(family, seed=0)
     model = add_alarm_tokens(model, processor)
     args = dict(
-        output_dir=str(tmp_path / "out"),
         per_device_train_batch_size=8,
         num_generations=4,
         max_completion_length=12,
         max_steps=1,
         learning_rate=1e-3,
         lr_scheduler_type="constant",
-        warmup_steps=0,
-        report_to=[],
-        save_strategy="no",
-        data_root=str(root),
-        video_fps=8.0,
-        video_max_frames=4,
-        use_cpu=True,
         bf16=False,
-        gradient_checkpointing=False,
-        disable_tqdm=True,
         temperature=0.7,
         top_p=1.0,
         beta=0.0,
     )
     args.update(overrides)
     return VideoGRPOTrainer(
-        model, GRPOConfig(**args), train_dataset=records, processing_class=processor, reward_funcs=[varied_reward]
+        model,
+        tiny_grpo_config(tmp_path / "out", root, **args),
+        train_dataset=records,
+        processing_class=processor,
+        reward_funcs=[varied_reward],
     )
 
 

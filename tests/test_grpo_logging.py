@@ -6,9 +6,8 @@ import wandb
 
 from videosafety_r1.alarm import add_alarm_tokens
 from videosafety_r1.data import load_dataset_checked, make_synthetic_dataset
-from videosafety_r1.grpo import GRPOConfig
 from videosafety_r1.grpo_trainer import COMPLETIONS_FILE, VideoGRPOTrainer
-from videosafety_r1.testing import tiny_video_llm
+from videosafety_r1.testing import tiny_grpo_config, tiny_video_llm
 
 
 def char_count(completions, **kwargs):
@@ -23,23 +22,8 @@ def test_sample_table_goes_to_wandb_and_jsonl(tmp_path, monkeypatch):
     records, _ = load_dataset_checked(paths["grpo"], tmp_path / "data")
     model, processor = tiny_video_llm()
     model = add_alarm_tokens(model, processor)
-    config = GRPOConfig(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=4,
-        num_generations=2,
-        max_completion_length=6,
-        max_steps=2,
-        report_to=["wandb"],
-        run_name="grpo-table-test",
-        logging_steps=1,
-        save_strategy="no",
-        data_root=str(tmp_path / "data"),
-        video_fps=8.0,
-        video_max_frames=4,
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        disable_tqdm=True,
+    config = tiny_grpo_config(
+        tmp_path / "out", tmp_path / "data", report_to=["wandb"], run_name="grpo-table-test", learning_rate=1e-6
     )
     trainer = VideoGRPOTrainer(
         model, config, train_dataset=records, processing_class=processor, reward_funcs=[char_count]

@@ -16,10 +16,10 @@ from videosafety_r1.alarm.model import is_vision_parameter
 from videosafety_r1.data import load_dataset_checked, make_synthetic_dataset
 from videosafety_r1.data.collate import GRPOPromptCollator, MediaLoader
 from videosafety_r1.data.schema import Media
-from videosafety_r1.grpo import GRPOConfig, grpo_loss
+from videosafety_r1.grpo import grpo_loss
 from videosafety_r1.grpo_trainer import VideoGRPOTrainer
 from videosafety_r1.rollout import assemble, collate_prompt
-from videosafety_r1.testing import FAMILIES, tiny_video_llm
+from videosafety_r1.testing import FAMILIES, tiny_grpo_config, tiny_video_llm
 from videosafety_r1.vision_cache import find_vision_module
 
 
@@ -43,27 +43,7 @@ def _trainer(
     if model is None:
         model, processor = tiny_video_llm(family, seed=seed)
         model = add_alarm_tokens(model, processor)
-    args = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=4,
-        num_generations=2,
-        max_completion_length=6,
-        max_steps=2,
-        learning_rate=1e-2,
-        warmup_steps=0,
-        logging_steps=1,
-        report_to=[],
-        save_strategy="no",
-        data_root=str(root),
-        video_fps=8.0,
-        video_max_frames=4,
-        use_cpu=True,
-        seed=seed,
-        gradient_checkpointing=False,
-        disable_tqdm=True,
-    )
-    args.update(overrides)
-    config = GRPOConfig(**args)
+    config = tiny_grpo_config(tmp_path / "out", root, seed=seed, **overrides)
     return VideoGRPOTrainer(
         model, config, train_dataset=records, processing_class=processor, reward_funcs=list(reward_funcs)
     )

@@ -293,3 +293,31 @@ def random_frames(num_frames: int = 4, size: int = 64, seed: int = 0) -> Any:
     import numpy as np
 
     return np.random.default_rng(seed).integers(0, 256, (num_frames, size, size, 3), dtype=np.uint8)
+
+
+def tiny_grpo_config(output_dir: str | Path, data_root: str | Path | None = None, **overrides: Any) -> Any:
+    """A `GRPOConfig` sized for tiny-model tests on CPU (2 steps, 2 prompts x G=2, 6 new tokens); any field can be
+    overridden. Keeps TRL's mixed-precision default (bf16) unless ``bf16=False`` is passed."""
+    from videosafety_r1.grpo_config import GRPOConfig
+
+    args: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=6,
+        max_steps=2,
+        learning_rate=1e-2,
+        warmup_steps=0,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        data_root=str(data_root) if data_root is not None else None,
+        video_fps=8.0,
+        video_max_frames=4,
+        use_cpu=True,
+        seed=0,
+        gradient_checkpointing=False,
+        disable_tqdm=True,
+    )
+    args.update(overrides)
+    return GRPOConfig(**args)
