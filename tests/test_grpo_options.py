@@ -1,0 +1,86 @@
+"""VideoGRPOTrainer honours the TRL config fields it promises: sampling settings reach `generate`,
+mask_truncated_completions, scale_rewards, sync_ref_model."""
+
+import pytest
+import torch
+
+from videosafety_r1.alarm import add_alarm_tokens
+from videosafety_r1.data import load_dataset_checked, make_synthetic_dataset
+from videosafety_r1.grpo_trainer import VideoGRPOTrainer
+from videosafety_r1.testing import tiny_grpo_config, tiny_video_llm
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grpo_options")
+    paths = make_synthetic_dataset(root, 4, seed=0)
+    records, _ = load_dataset_checked(paths["grpo"], root)
+    return root, records
+
+
+def token_sum(completion_ids, **kwargs):
+    return [float(sum(ids) % 11) for ids in completion_ids]
+
+
+def _trainer(data, tmp_path, **overrides):
+    root, records = data
+    model, processor = tiny_video_llm("qwen2_5_vl", seed=0)
+    model = add_alarm_tokens(model, processor)
+    config = tiny_grpo_config(tmp_path / "out", root, bf16=False, **overrides)
+    return VideoGRPOTrainer(model, config, train_dataset=records, processing_class=processor, reward_funcs=[token_sum])
+
+
+def test_sampling_settings_reach_generate(data, tmp_path):
+    trainer = _trainer(data, tmp_path, temperature=0.6, top_p=0.8, top_k=7, max_completion_length=5, max_steps=1)
+    seen = {}
+    generate = trainer.model.generate
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return generate(**kwargs)
+
+    trainer.model.generate = spy
+    trainer.train()
+    assert (seen["temperature"], seen["top_p"], seen["top_k"], seen["max_new_tokens"]) == (0.6, 0.8, 7, 5)
+    assert seen["do_sample"] is True
+    assert trainer._buffer[0]["completion_ids"].shape[1] <= 5
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_mask_truncated_completions(data, tmp_path, masked):
+    """With 3 new tokens no completion reaches EOS: masked, they contribute nothing to the loss."""
+    trainer = _trainer(data, tmp_path, max_completion_length=3, max_steps=1, mask_truncated_completions=masked)
+    trainer.train()
+    batch = trainer._buffer[0]
+    assert trainer.state.log_history[0]["completions/clipped_ratio"] == 1.0
+    assert (batch["completion_mask"].sum() == 0) == masked
+
+
+@pytest.mark.parametrize("scale", ["group", "none"])
+def test_scale_rewards(data, tmp_path, scale):
+    trainer = _trainer(data, tmp_path, num_generations=4, per_device_train_batch_size=8, scale_rewards=scale)
+    _, records = data
+    torch.manual_seed(0)
+    batch = trainer._generate_and_score(records[:2])[0]
+    rewards = torch.tensor(token_sum(batch["completion_ids"].masked_fill(batch["completion_mask"] == 0, 0).tolist()))
+    centred = (rewards.view(2, 4) - rewards.view(2, 4).mean(1, keepdim=True)).view(-1)
+    expected = centred if scale == "none" else centred / (rewards.view(2, 4).std(1).repeat_interleave(4) + 1e-4)
+    torch.testing.assert_close(batch["advantages"], expected)
+
+
+def test_sync_ref_model_copies_the_policy(data, tmp_path):
+    """ref_model_mixup_alpha 1 and sync every step: after training the reference equals the policy."""
+    trainer = _trainer(
+        data, tmp_path, beta=0.04, sync_ref_model=True, ref_model_sync_steps=1, ref_model_mixup_alpha=1.0
+    )
+    trainer.train()
+    policy = dict(trainer.model.named_parameters())
+    changed = 0
+    for name, param in trainer.ref_model.named_parameters():
+        torch.testing.assert_close(param, policy[name], msg=name)
+        changed += "language_model" in name
+    assert changed
+    unsynced = _trainer(data, tmp_path, beta=0.04)
+    unsynced.train()
+    policy = dict(unsynced.model.named_parameters())
+    assert any(not torch.equal(p, policy[n]) for n, p in unsynced.ref_model.named_parameters())
