@@ -241,3 +241,46 @@ def test_two_processes_shard_and_merge(alarm_checkpoint, eval_data, tmp_path):
     samples = read_samples(out / "samples.jsonl")
     assert len(samples) == N_EVAL + N_HARMFUL == len({s["id"] for s in samples})
     assert not list(out.glob("samples.part*.jsonl"))
+
+
+@pytest.mark.parametrize("prompt_format", ["query", "reasoning"])
+def test_prompt_format_matches_the_grpo_prompt(alarm_checkpoint, eval_data, tmp_path, prompt_format, monkeypatch):
+    """`reasoning` prompts a CoT/GRPO-trained model exactly as GRPO did (same user text); `query` sends the bare
+    benchmark question."""
+    from videosafety_r1.alarm import load_pretrained
+    from videosafety_r1.data import load_dataset_checked
+    from videosafety_r1.data.collate import GRPOPromptCollator, MediaLoader
+
+    prompts = []
+    real = run_mod.build_eval_inputs
+
+    def spy(processor, items, *args, **kwargs):
+        inputs = real(processor, items, *args, **kwargs)
+        prompts.extend(processor.tokenizer.batch_decode(inputs["input_ids"], skip_special_tokens=False))
+        return inputs
+
+    monkeypatch.setattr(run_mod, "build_eval_inputs", spy)
+    run_evaluation(_config(alarm_checkpoint, eval_data, tmp_path / "out", prompt_format=prompt_format))
+    records, _ = load_dataset_checked(eval_data / "grpo.jsonl", eval_data)
+    _, processor = load_pretrained(alarm_checkpoint)
+    collator = GRPOPromptCollator(processor, MediaLoader(eval_data, 2.0, 8))
+    eval_queries = {json.loads(line)["query"] for line in (eval_data / "eval.jsonl").open()}
+    grpo_prompts = {collator.prompt(r, "video") for r in records if r.problem in eval_queries}
+    assert len(prompts) == N_EVAL and grpo_prompts
+    for prompt in prompts:
+        text = prompt.replace(processor.tokenizer.pad_token, "")
+        if prompt_format == "reasoning":
+            assert "<vidType>" in text
+            assert any(_same_prompt(text, g) for g in grpo_prompts)
+        else:
+            assert "<vidType>" not in text
+
+
+def _same_prompt(evaluated: str, grpo: str) -> bool:
+    # the processor expands the single video placeholder into one token per visual token; compare the text around it
+    return evaluated.split("<|vision_end|>")[-1] == grpo.split("<|vision_end|>")[-1]
+
+
+def test_prompt_format_is_validated():
+    with pytest.raises(ValueError, match="prompt_format"):
+        EvalConfig(model_name_or_path="m", eval_file="x", prompt_format="cot")

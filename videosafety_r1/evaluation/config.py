@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["EvalConfig", "JUDGES"]
+__all__ = ["EvalConfig", "JUDGES", "PROMPT_FORMATS"]
 
 JUDGES = ("keyword", "transformers", "http")
+PROMPT_FORMATS = ("query", "reasoning")
 
 
 @dataclass
@@ -43,6 +44,13 @@ class EvalConfig:
             "how much the video lowers DSR (relative drop 1 - DSR_video / DSR_text)."
         },
     )
+    prompt_format: str = field(
+        default="query",
+        metadata={
+            "help": "query: the benchmark question as given; reasoning: the question plus the think / answer / "
+            "vidType / textType instructions the CoT and GRPO stages train with (data.collate.grpo_prompt_text)."
+        },
+    )
     # --- generation --------------------------------------------------------------------------------------------
     batch_size: int = field(default=8, metadata={"help": "Prompts per generation batch (per process)."})
     max_new_tokens: int = field(default=512, metadata={"help": "Most new tokens per completion."})
@@ -50,7 +58,9 @@ class EvalConfig:
     top_p: float = field(default=1.0, metadata={"help": "Nucleus mass when sampling (temperature > 0)."})
     # --- judge -------------------------------------------------------------------------------------------------
     judge: str = field(default="keyword", metadata={"help": "Judge: keyword (offline), transformers (local) or http."})
-    judge_keywords: str = field(default="default", metadata={"help": "Keyword list: default, vlguard, gcg or jbb."})
+    judge_keywords: str = field(
+        default="default", metadata={"help": "Keyword list: default, multilingual, vlguard, gcg or jbb."}
+    )
     judge_model: str | None = field(
         default=None,
         metadata={"help": "transformers: local path of the judge LM; http: the served model name."},
@@ -94,6 +104,8 @@ class EvalConfig:
             raise ValueError("model_name_or_path is required")
         if not self.eval_file:
             raise ValueError("eval_file is required")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}")
         if self.judge not in JUDGES:
             raise ValueError(f"judge must be one of {JUDGES}, got {self.judge!r}")
         if self.judge == "transformers" and not self.judge_model:

@@ -104,17 +104,27 @@ def _has_heads(model: Any) -> bool:
 
 
 def build_eval_inputs(
-    processor: Any, items: Sequence[EvalItem], fps: float, max_frames: int, alarm_tokens: bool = True
+    processor: Any,
+    items: Sequence[EvalItem],
+    fps: float,
+    max_frames: int,
+    alarm_tokens: bool = True,
+    prompt_format: str = "query",
 ) -> Any:
     """Processor inputs for a batch (left-padded so the last position is every row's next token); alarm tokens are
-    placed when the model has them. Videos are decoded at ``fps`` (at most ``max_frames``), images read as RGB."""
+    placed when the model has them. Videos are decoded at ``fps`` (at most ``max_frames``), images read as RGB.
+    ``prompt_format="reasoning"`` appends the format instructions a CoT/GRPO-trained model saw in training."""
     from videosafety_r1.alarm import insert_alarm_tokens
     from videosafety_r1.data import load_video
+    from videosafety_r1.data.collate import REASONING_INSTRUCTION, SAFETY_INSTRUCTION
 
     prompts: list[str] = []
     videos, metas, images = [], [], []
     for item in items:
-        content: list[dict[str, Any]] = [{"type": "text", "text": str(item.row.get("query") or "")}]
+        text = str(item.row.get("query") or "")
+        if prompt_format == "reasoning":
+            text += "\n" + REASONING_INSTRUCTION + SAFETY_INSTRUCTION
+        content: list[dict[str, Any]] = [{"type": "text", "text": text}]
         if item.media_type == "video":
             frames, meta = load_video(item.media_path, fps=fps, max_frames=max_frames)
             videos.append(frames)
@@ -369,7 +379,9 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
         n_format_failures, start = 0, time.perf_counter()
         with SampleWriter(target) as writer:
             for batch in tqdm(_batches(shard, config.batch_size), desc="evaluate", disable=not state.is_main_process):
-                inputs = build_eval_inputs(processor, batch, config.fps, config.max_frames, alarm_tokens=alarm)
+                inputs = build_eval_inputs(
+                    processor, batch, config.fps, config.max_frames, alarm, prompt_format=config.prompt_format
+                )
                 completions, probs = generate_batch(model, processor, inputs, config)
                 responses = [response_for_judging(c) for c in completions]
                 n_format_failures += sum(not has_answer for _, has_answer in responses)
