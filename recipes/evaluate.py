@@ -4,7 +4,7 @@ alarm heads, and write samples.jsonl, results.json, CSV tables and plots (docs/e
 Launch (one process, or N with --num_processes N: rows are sharded by rank and merged by rank 0):
     accelerate launch recipes/evaluate.py --config recipes/configs/demo/evaluate.yaml
 
-Any EvalConfig field can be overridden after the config, e.g. ``--model_name_or_path demo_out/sft_cot/final`` or
+Any EvalConfig field can be overridden after the config, e.g. ``--model_name_or_path demo_out/cot/final`` or
 ``--text_only_pass false``. A killed run resumes: launch the same command again.
 """
 
