@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     records, _ = load_dataset_checked(args.train_file, args.data_root, kind="grpo", on_bad_row=on_bad_row)
 
     # processor and model (alarm vectors stay frozen: GRPOConfig.freeze_alarm)
-    model, processor = load_pretrained(args.model_name_or_path, attn_implementation="sdpa")
+    model, processor = load_pretrained(args.model_name_or_path, **args.load_kwargs)
 
     # rewards come from args.reward_funcs / reward_weights; trainer
     trainer = VideoGRPOTrainer(model, args, train_dataset=records, processing_class=processor)

@@ -134,3 +134,20 @@ def test_help_renders():  # a bare "%" in a help string breaks argparse's --help
 
     text = HfArgumentParser(GRPOConfig).format_help()
     assert "--reuse_vision_features" in text and "--video_max_frames" in text
+
+
+def test_model_loading_fields_reach_load_pretrained(tmp_path, tiny_checkpoint):
+    """model_dtype / attn_implementation (GPU users pick bf16 and flash-attn) are what the recipe loads with."""
+    import torch
+
+    from videosafety_r1.alarm import load_pretrained
+
+    extra = make(tmp_path, model_init_kwargs={"revision": "v1", "attn_implementation": "eager"})
+    assert extra.load_kwargs == {"revision": "v1", "dtype": "auto", "attn_implementation": "sdpa"}  # fields win
+    config = make(tmp_path, model_dtype="float16", attn_implementation="eager")
+    assert config.load_kwargs == {"dtype": torch.float16, "attn_implementation": "eager"}
+    model, _ = load_pretrained(tiny_checkpoint, **config.load_kwargs)
+    assert next(model.parameters()).dtype == torch.float16
+    assert model.config._attn_implementation == "eager"
+    with pytest.raises(ValueError, match="model_dtype"):
+        make(tmp_path, model_dtype="bf16")

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 import trl
 from transformers.trainer_utils import SchedulerType
 
 ADVANTAGE_SCALES = ("group", "batch", "none")
+MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
 SPLIT_ACCURACY_REWARDS = ("visual_label", "textual_label", "dra_rouge")
 ROUGE_TOKENIZERS = ("multilingual", "rouge_score")
@@ -64,6 +66,12 @@ class GRPOConfig(trl.GRPOConfig):
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Stage-3 (CoT cold start) checkpoint to train; also the frozen reference."}
     )
+    model_dtype: str = field(
+        default="auto", metadata={"help": "Weights dtype when loading: auto (as saved), bfloat16, float16, float32."}
+    )
+    attn_implementation: str = field(
+        default="sdpa", metadata={"help": "Attention kernel: sdpa, eager or flash_attention_2 (needs flash-attn)."}
+    )
 
     # --- Data ------------------------------------------------------------------------------------------------------
     data_root: str | None = field(
@@ -114,6 +122,8 @@ class GRPOConfig(trl.GRPOConfig):
         errors = []
         if self.loss_type not in LOSS_TYPES:
             errors.append(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        if self.model_dtype not in MODEL_DTYPES:
+            errors.append(f"model_dtype must be one of {MODEL_DTYPES}, got {self.model_dtype!r}")
         if self.scale_rewards not in ADVANTAGE_SCALES:
             errors.append(f"scale_rewards must be one of {ADVANTAGE_SCALES}, got {self.scale_rewards!r}")
         if not 0 < self.epsilon < 1:
@@ -163,6 +173,12 @@ class GRPOConfig(trl.GRPOConfig):
                 f"reward_weights has {len(self.reward_weights)} values for {len(names)} reward_funcs {names}"
             )
         return errors
+
+    @property
+    def load_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``load_pretrained`` of the policy (and of the reference, when reloaded)."""
+        dtype = "auto" if self.model_dtype == "auto" else getattr(torch, self.model_dtype)
+        return {**(self.model_init_kwargs or {}), "dtype": dtype, "attn_implementation": self.attn_implementation}
 
     @property
     def reward_kwargs(self) -> dict[str, Any]:

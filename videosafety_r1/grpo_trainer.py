@@ -378,7 +378,7 @@ def _default_reference(model: nn.Module, args: GRPOConfig) -> nn.Module:
         raise ValueError("under DeepSpeed ZeRO-3 pass ref_model or set model_name_or_path to load the reference from")
     from .alarm.io import load_pretrained
 
-    return load_pretrained(args.model_name_or_path, dtype=next(model.parameters()).dtype)[0]
+    return load_pretrained(args.model_name_or_path, **{**args.load_kwargs, "dtype": next(model.parameters()).dtype})[0]
 
 
 def _alarm_params(model: AlarmVideoLLM) -> list[nn.Parameter]:
