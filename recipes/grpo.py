@@ -5,7 +5,7 @@ Launch:
 
 Any config field can be overridden on the command line (`--beta 0.0`). Consumes a GRPO JSONL (see docs/data.md)
 and the CoT cold-start checkpoint; writes Trainer checkpoints, `<output_dir>/final`, `<output_dir>/export`,
-`completions.jsonl` samples and `reward_curve.png`.
+`completions.jsonl` samples and `reward_curve.png` (total reward and each term).
 """
 
 import argparse
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
         with zero3_init_disabled():  # one rank reloads whole weights, even under DeepSpeed ZeRO-3
             reloaded, reloaded_processor = load_pretrained(final)
         export_plain_checkpoint(reloaded, reloaded_processor, os.path.join(args.output_dir, "export"))
-        plot = plot_reward_curve(history, os.path.join(args.output_dir, "reward_curve.png"))
+        curve = os.path.join(args.output_dir, "reward_curve.png")
+        plot = plot_reward_curve(history, curve, terms=trainer.reward_term_history)
         k = max(1, len(history) // 4)
         start = sum(v for _, v in history[:k]) / k
         end = sum(v for _, v in history[-k:]) / k

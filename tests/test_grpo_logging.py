@@ -43,3 +43,28 @@ def test_sample_table_goes_to_wandb_and_jsonl(tmp_path, monkeypatch):
     assert len(logged) == len(jsonl) == 2 * 4
     assert sorted(r["completion"] for r in logged) == sorted(r["completion"] for r in jsonl)
     assert all(r["reward"] == float(len(r["completion"])) for r in logged)
+
+
+def test_reward_term_history_and_two_panel_curve(tmp_path):
+    from PIL import Image
+
+    from videosafety_r1.evaluation.plots import plot_reward_curve
+
+    paths = make_synthetic_dataset(tmp_path / "data", 4, seed=0)
+    records, _ = load_dataset_checked(paths["grpo"], tmp_path / "data")
+    model, processor = tiny_video_llm()
+    model = add_alarm_tokens(model, processor)
+    config = tiny_grpo_config(tmp_path / "out", tmp_path / "data", max_steps=3)
+    trainer = VideoGRPOTrainer(
+        model, config, train_dataset=records, processing_class=processor, reward_funcs=[char_count, "format"]
+    )
+    trainer.train()
+    terms = trainer.reward_term_history
+    assert list(terms) == ["char_count", "format"] and all(len(v) == 3 for v in terms.values())
+    # total = sum of the (unit-weighted) term means, step by step
+    for (step, total), a, b in zip(trainer.reward_history, terms["char_count"], terms["format"]):
+        assert step == a[0] == b[0] and abs(total - (a[1] + b[1])) < 1e-4
+    one = plot_reward_curve(trainer.reward_history, tmp_path / "one.png")
+    two = plot_reward_curve(trainer.reward_history, tmp_path / "two.png", window=2, terms=terms)
+    with Image.open(one) as a, Image.open(two) as b:
+        assert b.size[0] > 1.8 * a.size[0] and b.size[1] == a.size[1]

@@ -1,7 +1,7 @@
 """Rollout logging of the GRPO trainer: TRL's metric names, the reward history and the sample table.
 
 A mixin so that :class:`~videosafety_r1.grpo_trainer.VideoGRPOTrainer` keeps only the training hooks; it reads
-``self._metrics``, ``self._table``, ``self.reward_history``, ``self.reward_func_names`` and ``self.num_generations``,
+``self._metrics``, ``self._table``, ``self.reward_history``, ``self.reward_term_history``, ``self.reward_func_names`` and ``self.num_generations``,
 which the trainer sets up.
 """
 
@@ -54,6 +54,8 @@ class RolloutLogMixin:
         term = all_lengths[all_trunc == 0]
         m["completions/mean_terminated_length"].append(term.mean().item() if term.numel() else 0.0)
         self.reward_history.append((self.state.global_step, torch.nanmean(all_rewards).item()))
+        for j, name in enumerate(self.reward_func_names):
+            self.reward_term_history[name].append((self.state.global_step, torch.nanmean(all_per_func[:, j]).item()))
         for i, (p, c) in enumerate(zip(prompts, completions)):
             row = {"step": self.state.global_step, "prompt": p, "completion": c, "reward": rewards[i].item()}
             row.update({f"rewards/{n}": per_func[i, j].item() for j, n in enumerate(self.reward_func_names)})

@@ -169,6 +169,7 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
             self.vision_cache = install_vision_cache(*models)
         self.num_generations = G
         self.reward_history: list[tuple[int, float]] = []
+        self.reward_term_history: dict[str, list[tuple[int, float]]] = {n: [] for n in self.reward_func_names}
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self._table: list[dict[str, Any]] = []
         self._buffer: list[dict[str, Any]] | None = None

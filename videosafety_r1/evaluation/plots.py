@@ -91,17 +91,42 @@ def plot_dsr_vs_frr(points: Sequence[Mapping[str, Any]], path: str | os.PathLike
     return _save(fig, path)
 
 
-def plot_reward_curve(history: Sequence[tuple[int, float]], path: str | os.PathLike, window: int = 5) -> Path:
-    """Mean GRPO reward per step with a moving average, so a training run's trend reads at a glance."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+def _moving_average(values: Sequence[float], window: int) -> list[float]:
+    return [sum(values[i - window + 1 : i + 1]) / window for i in range(window - 1, len(values))]
+
+
+def plot_reward_curve(
+    history: Sequence[tuple[int, float]],
+    path: str | os.PathLike,
+    window: int = 5,
+    terms: Mapping[str, Sequence[tuple[int, float]]] | None = None,
+) -> Path:
+    """Mean GRPO reward per step with a moving average, so a training run's trend reads at a glance; with
+    ``terms`` (reward name -> per-step mean) a second panel shows which term moved."""
+    panels = 2 if terms else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 3.5), squeeze=False)
+    ax = axes[0][0]
     steps = [s for s, _ in history]
     values = [v for _, v in history]
     ax.plot(steps, values, color="0.7", linewidth=1, label="mean reward")
     if len(values) >= window:
-        smooth = [sum(values[i - window + 1 : i + 1]) / window for i in range(window - 1, len(values))]
+        smooth = _moving_average(values, window)
         ax.plot(steps[window - 1 :], smooth, color="C0", linewidth=2, label=f"moving average ({window})")
     ax.set_xlabel("step")
     ax.set_ylabel("reward")
     ax.set_title("Safety-GRPO reward")
     ax.legend(loc="lower right")
+    if terms:
+        ax = axes[0][1]
+        for i, (name, series) in enumerate(terms.items()):
+            term_steps, term_values = [s for s, _ in series], [v for _, v in series]
+            ax.plot(term_steps, term_values, color=f"C{i}", linewidth=0.8, alpha=0.35)
+            if len(term_values) >= window:
+                ax.plot(term_steps[window - 1 :], _moving_average(term_values, window), color=f"C{i}", label=name)
+            else:
+                ax.plot(term_steps, term_values, color=f"C{i}", label=name)
+        ax.set_xlabel("step")
+        ax.set_ylabel("mean term value")
+        ax.set_title(f"reward terms (moving average {window})")
+        ax.legend(loc="lower right")
     return _save(fig, path)
