@@ -2,8 +2,9 @@
 
 Launched by tests/test_slow_deepspeed.py with `accelerate launch --config_file launch/cpu_zero{2,3}.yaml`; every
 argument goes to the recipe. Each rank prints one line: `[probe] rank R/N {json}` with, per generation call, whether
-every parameter was whole (ZeRO-3 gathered) and the alarm vectors seen, and whether parameters were partitioned again
-after training (ZeRO-3 really shards them).
+every parameter was whole (ZeRO-3 gathered) and the alarm vectors seen, whether parameters were partitioned again
+after training (ZeRO-3 really shards them), and, where the run wrote checkpoints, the gathered checksum after
+`VideoGRPOTrainer._load_from_checkpoint` reloaded the earliest one into the trained model.
 """
 
 import json
@@ -14,10 +15,14 @@ from pathlib import Path
 import torch
 
 from videosafety_r1 import rollout
+from videosafety_r1.grpo_trainer import VideoGRPOTrainer
+from videosafety_r1.zero3 import parameter_checksum
 
 calls: list[dict] = []
 seen: list[torch.nn.Module] = []
+trainers: list[VideoGRPOTrainer] = []
 original = rollout.HFGenerator.__call__
+original_train = VideoGRPOTrainer.train
 
 
 def recording(self, model, inputs):
@@ -34,7 +39,13 @@ def recording(self, model, inputs):
     return original(self, model, inputs)
 
 
+def recording_train(self, *args, **kwargs):
+    trainers.append(self)
+    return original_train(self, *args, **kwargs)
+
+
 rollout.HFGenerator.__call__ = recording
+VideoGRPOTrainer.train = recording_train
 main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "recipes" / "grpo.py"), run_name="probe")["main"]
 main(sys.argv[1:])
 
@@ -43,5 +54,11 @@ if torch.distributed.is_initialized():
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
 after = [p.numel() == 0 and getattr(p, "ds_numel", 0) > 0 for p in seen[0].parameters()] if seen else []
 summary = {"calls": calls, "partitioned_after": bool(after) and all(after)}
+trainer = trainers[0]
+checkpoints = sorted(Path(trainer.args.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+if checkpoints:  # after the recipe saved final/: a collective under ZeRO-3, so every rank reloads
+    trainer._load_from_checkpoint(str(checkpoints[0]))
+    checksum = parameter_checksum(trainer.accelerator.unwrap_model(trainer.model))
+    summary["reloaded"] = {"checkpoint": checkpoints[0].name, "checksum": checksum}
 sys.stdout.write(f"[probe] rank {rank}/{world} {json.dumps(summary)}\n")
 sys.stdout.flush()

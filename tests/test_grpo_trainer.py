@@ -199,6 +199,42 @@ def test_save_and_resume(data, tmp_path):
     assert again.state.global_step == 2 and len(again.reward_history) == 1
 
 
+def test_resume_in_a_later_epoch_replays_the_uninterrupted_run(data, tmp_path):
+    """The prompt order is a function of (seed, epoch) and the RNG states come back: a run resumed inside its second
+    epoch samples the uninterrupted run's rollouts and ends at its weights."""
+    import shutil
+
+    kw = dict(per_device_train_batch_size=8, save_strategy="steps", save_steps=3, max_steps=4)  # 2 steps per epoch
+    full = _trainer(data, tmp_path / "full", **kw)
+    full.train()
+    checkpoint = tmp_path / "resumed" / "out" / "checkpoint-3"
+    shutil.copytree(tmp_path / "full" / "out" / "checkpoint-3", checkpoint)
+    resumed = _trainer(data, tmp_path / "resumed", **kw)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 4 and resumed.reward_history == full.reward_history[3:]
+    trained = dict(full.model.named_parameters())
+    for n, p in resumed.model.named_parameters():
+        torch.testing.assert_close(p, trained[n], rtol=0, atol=0, msg=n)
+
+
+def test_resume_inside_a_generation_cycle_keeps_the_schedule(data, tmp_path, caplog):
+    """num_iterations=2 samples at steps 1, 3, ...; resumed after step 1 (its rollout buffer is not saved) the run
+    samples step 2's batch again, with a warning, and samples again at step 3 as the uninterrupted run does."""
+    import shutil
+
+    kw = dict(num_iterations=2, save_strategy="steps", save_steps=1, max_steps=3)
+    full = _trainer(data, tmp_path / "full", **kw)
+    full.train()
+    checkpoint = tmp_path / "resumed" / "out" / "checkpoint-1"
+    shutil.copytree(tmp_path / "full" / "out" / "checkpoint-1", checkpoint)
+    resumed = _trainer(data, tmp_path / "resumed", **kw)
+    with caplog.at_level("WARNING", logger="videosafety_r1.grpo_trainer"):
+        resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert [s for s, _ in full.reward_history] == [0, 2]
+    assert [s for s, _ in resumed.reward_history] == [1, 2]
+    assert "inside a generation cycle" in caplog.text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_grpo_raises_mean_reward(data, tmp_path, seed):

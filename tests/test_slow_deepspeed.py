@@ -1,8 +1,9 @@
 """DeepSpeed ZeRO-2 and ZeRO-3 for real: the AT-SFT and GRPO recipes on two CPU processes over gloo (marked slow).
 
-Each recipe runs 3 (AT-SFT) or 2 (GRPO) steps through `launch/cpu_zero{2,3}.yaml`; the checks read what a user gets
-back: `final/` and `export/` loaded with `load_pretrained`, compared with the gathered-parameter checksums both ranks
-print, with the input checkpoint and across the two ZeRO stages. Install with
+Each recipe runs 4 steps through `launch/cpu_zero{2,3}.yaml`, saving a checkpoint every 2, and is resumed from
+`checkpoint-2` alone; the checks read what a user gets back: `final/` and `export/` loaded with `load_pretrained`,
+compared with the gathered-parameter checksums both ranks print, with the input checkpoint, across the two ZeRO stages
+and between the uninterrupted and the resumed run. Install with
 `DS_BUILD_OPS=0 pip install -e ".[dev,deepspeed]"`; the first run JIT-compiles one small DeepSpeed op (about a minute,
 cached in TORCH_EXTENSIONS_DIR).
 """
@@ -100,38 +101,49 @@ def sft(workspace):
     return runs
 
 
+def _grpo_args(workspace: Path, model: Path, out: Path) -> list[str]:
+    return [
+        "--config", "recipes/configs/demo/grpo.yaml",
+        "--model_name_or_path", str(model),
+        "--train_file", str(workspace / "data" / "grpo.jsonl"),
+        "--data_root", str(workspace / "data"),
+        "--disable_tqdm", "true",
+        "--num_generations", "4",  # pinned: the demo config's sizes are tuned for the demo, not for speed
+        "--per_device_train_batch_size", "4",
+        "--max_completion_length", "16",
+        "--temperature", "1.0",
+        "--learning_rate", "1e-4",
+        "--save_strategy", "steps",
+        "--save_steps", "2",
+        "--max_steps", "4",
+        "--logging_steps", "1",
+        "--output_dir", str(out),
+    ]  # fmt: skip
+
+
+def _grpo_launch(stage: int, workspace: Path, model: Path, out: Path) -> dict:
+    """The GRPO recipe through the probe; returns what both ranks reported."""
+    stdout = _launch(
+        stage, ROOT / "tests" / "deepspeed_grpo_probe.py", _grpo_args(workspace, model, out), out.with_suffix(".log")
+    )
+    probes = dict(re.findall(r"\[probe\] rank (\d)/2 (\{.*\})", stdout))
+    assert sorted(probes) == ["0", "1"], stdout[-3000:]
+    return {
+        "out": out,
+        "input": model,
+        "checksum": _checksums(stdout, "grpo", "parameter"),
+        "alarm": _checksums(stdout, "grpo", "alarm"),
+        "probes": {int(r): json.loads(v) for r, v in probes.items()},
+    }
+
+
 @pytest.fixture(scope="module")
 def grpo(workspace, sft):
     """GRPO from each stage's AT-SFT checkpoint (an alarm checkpoint: loaded, not extended, under ZeRO)."""
-    runs = {}
-    for stage in STAGES:
-        out = workspace / f"grpo_zero{stage}"
-        args = [
-            "--config", "recipes/configs/demo/grpo.yaml",
-            "--model_name_or_path", str(sft[stage]["out"] / "final"),
-            "--train_file", str(workspace / "data" / "grpo.jsonl"),
-            "--data_root", str(workspace / "data"),
-            "--disable_tqdm", "true",
-            "--num_generations", "4",  # pinned: the demo config's sizes are tuned for the demo, not for speed
-            "--per_device_train_batch_size", "4",
-            "--max_completion_length", "16",
-            "--temperature", "1.0",
-            "--learning_rate", "1e-4",
-            "--max_steps", "2",
-            "--logging_steps", "1",
-            "--output_dir", str(out),
-        ]  # fmt: skip
-        stdout = _launch(stage, ROOT / "tests" / "deepspeed_grpo_probe.py", args, workspace / f"grpo_zero{stage}.log")
-        probes = dict(re.findall(r"\[probe\] rank (\d)/2 (\{.*\})", stdout))
-        assert sorted(probes) == ["0", "1"], stdout[-3000:]
-        runs[stage] = {
-            "out": out,
-            "input": sft[stage]["out"] / "final",
-            "checksum": _checksums(stdout, "grpo", "parameter"),
-            "alarm": _checksums(stdout, "grpo", "alarm"),
-            "probes": {int(r): json.loads(v) for r, v in probes.items()},
-        }
-    return runs
+    return {
+        stage: _grpo_launch(stage, workspace, sft[stage]["out"] / "final", workspace / f"grpo_zero{stage}")
+        for stage in STAGES
+    }
 
 
 def _load(path: Path):
@@ -256,3 +268,44 @@ def test_grpo_generates_with_whole_parameters(grpo, stage):
             assert call["alarm_sum"] == pytest.approx(expected, rel=1e-6, abs=1e-6)
         # ZeRO-3 really shards: outside generation the parameters are slices again
         assert probe["partitioned_after"] is (stage == 3), (rank, probe["partitioned_after"])
+
+
+def _completions(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_grpo_resumes_from_a_deepspeed_checkpoint_to_the_same_weights(grpo, workspace, stage, hidden, base_layout):
+    """A run that finds only `checkpoint-2` (DeepSpeed shards, optimizer, RNG states) runs steps 3-4 only, samples
+    the uninterrupted run's rollouts and ends at its weights, with the input's alarm weights (frozen)."""
+    import shutil
+
+    run = grpo[stage]
+    out = workspace / f"grpo_zero{stage}_resumed"
+    shutil.copytree(run["out"] / "checkpoint-2", out / "checkpoint-2")
+    before = {p: p.stat().st_mtime_ns for p in (out / "checkpoint-2").rglob("*") if p.is_file()}
+    resumed = _grpo_launch(stage, workspace, run["input"], out)
+    # a run that started over would have written checkpoint-2 again and sampled 4 rollouts
+    assert {p: p.stat().st_mtime_ns for p in before} == before, "the run did not resume from checkpoint-2"
+    assert json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["global_step"] == 4
+    for rank in (0, 1):
+        assert len(run["probes"][rank]["calls"]) == 4 and len(resumed["probes"][rank]["calls"]) == 2, rank
+    # the restored RNG states give the same samples (rank 0's rows; `step` is the global step before the rollout)
+    assert _completions(out) == [r for r in _completions(run["out"]) if r["step"] >= 2]
+    assert resumed["checksum"] == run["checksum"]
+    assert resumed["alarm"] == run["alarm"]
+    input_alarm = _sum(_load(run["input"]).alarm_state_dict().values())
+    assert resumed["alarm"][0] == pytest.approx(input_alarm, rel=1e-9, abs=1e-9)
+    _assert_checkpoint_matches_run(resumed, hidden, base_layout)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_grpo_load_from_checkpoint_restores_the_deepspeed_engine_state(grpo, stage):
+    """`_load_from_checkpoint` under DeepSpeed reloads the engine's checkpoint: the gathered weights become the
+    checkpoint's (ZeRO-3: written into the partitions, not into empty slices)."""
+    run = grpo[stage]
+    expected = _sum(_load(run["out"] / "checkpoint-2").parameters())
+    for rank, probe in run["probes"].items():
+        assert probe["reloaded"]["checkpoint"] == "checkpoint-2", rank
+        assert probe["reloaded"]["checksum"] == pytest.approx(expected, rel=1e-9, abs=1e-9), rank
+    assert expected != pytest.approx(run["checksum"][0], rel=1e-9, abs=1e-9), "steps 3-4 changed nothing"

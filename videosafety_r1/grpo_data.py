@@ -45,14 +45,26 @@ class GenerationBatchSampler(Sampler[int]):
     """Prompt indices, one generation batch (``chunk`` prompts over all processes) at a time, each repeated
     ``repeat = steps_per_generation * num_iterations`` times so the Trainer counts one dataloader batch per
     micro-step. Unlike TRL's ``RepeatSampler`` a prompt is not repeated ``G`` times here: groups are built after
-    collation, so each prompt's video is decoded and processed once."""
+    collation, so each prompt's video is decoded and processed once.
+
+    Epoch ``e`` draws the ``e+1``-th permutation of one generator seeded with ``seed``: a function of
+    ``(seed, epoch)``, so a run resumed in a later epoch (the Trainer calls ``set_epoch``) sees the uninterrupted
+    run's order. Without ``set_epoch`` each iteration moves on to the next epoch."""
 
     def __init__(self, size: int, chunk: int, repeat: int, shuffle: bool = True, seed: int = 0) -> None:
         self.size, self.chunk, self.repeat, self.shuffle = size, chunk, repeat, shuffle
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        order = torch.randperm(self.size, generator=self.generator) if self.shuffle else torch.arange(self.size)
+        order = torch.arange(self.size)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed)
+            for _ in range(self.epoch + 1):
+                order = torch.randperm(self.size, generator=generator)
+        self.epoch += 1
         for start in range(0, self.size - self.chunk + 1, self.chunk):
             chunk = order[start : start + self.chunk].tolist()
             for _ in range(self.repeat):

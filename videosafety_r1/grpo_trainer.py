@@ -72,7 +72,9 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
     - the frozen vision tower runs once per prompt per generation batch (shared with the reference), and logits are
       computed only for completion positions (``logits_to_keep``);
     - ``compute_loss`` is :func:`~videosafety_r1.grpo.grpo_loss`; metrics use TRL's names;
-    - ``_save`` / ``_load_from_checkpoint`` handle the ``AlarmVideoLLM`` form (base or adapter + ``alarm.safetensors``).
+    - ``_save`` / ``_load_from_checkpoint`` handle the ``AlarmVideoLLM`` form (base or adapter + ``alarm.safetensors``);
+      under DeepSpeed a resume restores the engine's checkpoint instead; either way the Trainer's saved RNG states and
+      the generation schedule (``_continue_schedule``) make a resumed run sample the uninterrupted run's rollouts.
 
     Unlike TRL, ``per_device_train_batch_size`` must hold whole groups (a multiple of ``num_generations``) and each
     process samples whole groups for its own prompts (``scale_rewards="batch"`` uses the local batch's std).
@@ -200,9 +202,30 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
 
     def _prepare_inputs(self, rows: Any) -> dict[str, Any]:
         every = self.args.steps_per_generation * self.args.num_iterations
+        if self._buffer is None:
+            self._continue_schedule(every)
         if self._buffer is None or self._step % every == 0:
             self._buffer = self._generate_and_score([as_grpo_record(r) for r in rows])
         return self._buffer[self._step % self.args.steps_per_generation]
+
+    def _continue_schedule(self, every: int) -> None:
+        """First micro-step of a run: a resumed run (``global_step > 0``) continues the generation schedule where
+        the checkpoint left it. A checkpoint inside a generation cycle (``save_steps`` not a multiple of the cycle)
+        holds no rollout buffer: that generation batch is sampled again from the restored policy and RNG, a valid
+        on-policy continuation but not a replay of the uninterrupted run."""
+        self._step = self.state.global_step * self.args.gradient_accumulation_steps
+        if self._step == 0:
+            return
+        if self._step % every:
+            logger.warning(
+                "resuming inside a generation cycle (micro-step %d of %d): its rollouts are sampled again, so the run "
+                "no longer replays the uninterrupted one exactly (save_steps * gradient_accumulation_steps should be "
+                "a multiple of steps_per_generation * num_iterations)",
+                self._step % every,
+                every,
+            )
+        if self.ref_model is not None and self.args.sync_ref_model:
+            logger.warning("resuming with sync_ref_model: the reference restarts from its initial weights")
 
     def training_step(self, model: nn.Module, inputs: Any, num_items_in_batch: Any = None) -> torch.Tensor:
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -347,6 +370,16 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        """Load a checkpoint's weights in place. Under DeepSpeed the engine's own checkpoint (partitioned weights,
+        optimizer, scheduler) is the state to restore, as ``Trainer.train`` does without calling this: writing whole
+        weights into the module would bypass the ZeRO partitions and fp32 master weights."""
+        if self.is_deepspeed_enabled:
+            if self.deepspeed is None:
+                raise ValueError("under DeepSpeed a checkpoint is restored by train(resume_from_checkpoint=...)")
+            from transformers.integrations.deepspeed import deepspeed_load_checkpoint
+
+            deepspeed_load_checkpoint(self.deepspeed, resume_from_checkpoint)
+            return
         model = model if model is not None else self.model
         unwrapped = self.accelerator.unwrap_model(model)
         if not isinstance(unwrapped, AlarmVideoLLM):
