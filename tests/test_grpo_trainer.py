@@ -196,7 +196,10 @@ def test_save_and_resume(data, tmp_path):
         torch.testing.assert_close(p.detach(), final[n], msg=n)
     again = _trainer(data, tmp_path, save_strategy="no", max_steps=2)
     again.train(resume_from_checkpoint=str(ckpt))
-    assert again.state.global_step == 2 and len(again.reward_history) == 1
+    assert again.state.global_step == 2 and again._generation == 1  # one rollout sampled after the resume
+    # the checkpoint's reward history comes back, so the curve covers the whole run
+    assert len(again.reward_history) == 2 and again.reward_history[0] == trainer.reward_history[0]
+    assert json.loads((ckpt / "reward_history.json").read_text())["total"] == [list(trainer.reward_history[0])]
 
 
 def test_resume_in_a_later_epoch_replays_the_uninterrupted_run(data, tmp_path):
@@ -211,7 +214,9 @@ def test_resume_in_a_later_epoch_replays_the_uninterrupted_run(data, tmp_path):
     shutil.copytree(tmp_path / "full" / "out" / "checkpoint-3", checkpoint)
     resumed = _trainer(data, tmp_path / "resumed", **kw)
     resumed.train(resume_from_checkpoint=str(checkpoint))
-    assert resumed.state.global_step == 4 and resumed.reward_history == full.reward_history[3:]
+    assert resumed.state.global_step == 4 and resumed._generation == 1  # only step 4 was sampled again
+    assert resumed.reward_history == full.reward_history  # 3 steps from the checkpoint, the 4th re-sampled equal
+    assert resumed.reward_term_history == full.reward_term_history
     trained = dict(full.model.named_parameters())
     for n, p in resumed.model.named_parameters():
         torch.testing.assert_close(p, trained[n], rtol=0, atol=0, msg=n)
@@ -231,7 +236,7 @@ def test_resume_inside_a_generation_cycle_keeps_the_schedule(data, tmp_path, cap
     with caplog.at_level("WARNING", logger="videosafety_r1.grpo_trainer"):
         resumed.train(resume_from_checkpoint=str(checkpoint))
     assert [s for s, _ in full.reward_history] == [0, 2]
-    assert [s for s, _ in resumed.reward_history] == [1, 2]
+    assert [s for s, _ in resumed.reward_history] == [0, 1, 2] and resumed._generation == 2
     assert "inside a generation cycle" in caplog.text
 
 

@@ -13,10 +13,26 @@ from pathlib import Path
 import torch
 
 COMPLETIONS_FILE = "completions.jsonl"
+HISTORY_FILE = "reward_history.json"  # in each checkpoint, so a resumed run plots its whole curve
 
 
 class RolloutLogMixin:
     """Per-rollout metrics averaged over each logging window, plus ``completions.jsonl`` and a wandb Table."""
+
+    def _write_history(self, folder: str | Path) -> None:
+        """Save the reward histories beside a checkpoint (main process)."""
+        data = {"total": self.reward_history, "terms": self.reward_term_history}
+        (Path(folder) / HISTORY_FILE).write_text(json.dumps(data), encoding="utf-8")
+
+    def _read_history(self, checkpoint: str | Path) -> None:
+        """Start from a checkpoint's reward histories (those of steps before it), when it has them."""
+        path = Path(checkpoint) / HISTORY_FILE
+        if not path.is_file():
+            return
+        data = json.loads(path.read_text(encoding="utf-8"))
+        self.reward_history = [(int(s), float(v)) for s, v in data["total"]]
+        for name in self.reward_term_history:
+            self.reward_term_history[name] = [(int(s), float(v)) for s, v in data["terms"].get(name, [])]
 
     def _log_metric(self, name: str, value: float) -> None:
         self._metrics[name].append(float(value))
