@@ -84,3 +84,33 @@ def test_sync_ref_model_copies_the_policy(data, tmp_path):
     unsynced.train()
     policy = dict(unsynced.model.named_parameters())
     assert any(not torch.equal(p, policy[n]) for n, p in unsynced.ref_model.named_parameters())
+
+
+def test_grpo_continues_a_lora_checkpoint_training_only_the_adapters(data, tmp_path):
+    """An AT-SFT LoRA checkpoint (PEFT adapter in `model.base`) goes on training its adapters under GRPO: only
+    LoRA weights change, the save is an adapter again, and load_pretrained restores exactly the trained weights."""
+    from peft import LoraConfig, get_peft_model
+
+    from videosafety_r1.alarm import load_pretrained
+
+    root, records = data
+    model, processor = tiny_video_llm("qwen2_5_vl", seed=0)
+    model = add_alarm_tokens(model, processor)
+    model.base.save_pretrained(tmp_path / "base")  # the adapter's base, as an AT-SFT LoRA run records it
+    processor.save_pretrained(tmp_path / "base")
+    model.base = get_peft_model(model.base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    model.base.peft_config["default"].base_model_name_or_path = str(tmp_path / "base")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    config = tiny_grpo_config(tmp_path / "out", root, bf16=False, beta=0.04)
+    trainer = VideoGRPOTrainer(
+        model, config, train_dataset=records, processing_class=processor, reward_funcs=[token_sum]
+    )
+    trainer.train()
+    changed = [n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])]
+    assert changed and all("lora_" in n for n in changed), changed
+    trainer.save_model(str(tmp_path / "final"))
+    assert (tmp_path / "final" / "adapter_model.safetensors").is_file()
+    reloaded, _ = load_pretrained(tmp_path / "final")
+    trained = dict(trainer.model.named_parameters())
+    for name, param in reloaded.named_parameters():
+        torch.testing.assert_close(param, trained[name], rtol=0, atol=0, msg=name)
