@@ -118,3 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    # leave together and close the process group: a rank exiting with live gloo/NCCL threads can abort at exit
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
+    PartialState().destroy_process_group()

@@ -62,3 +62,6 @@ if checkpoints:  # after the recipe saved final/: a collective under ZeRO-3, so 
     summary["reloaded"] = {"checkpoint": checkpoints[0].name, "checksum": checksum}
 sys.stdout.write(f"[probe] rank {rank}/{world} {json.dumps(summary)}\n")
 sys.stdout.flush()
+# as the recipes' __main__ block: leave together and close the process group (a rank exiting alone can abort)
+trainer.accelerator.wait_for_everyone()
+trainer.accelerator.state.destroy_process_group()
