@@ -120,6 +120,17 @@ def accuracy_reward(
     return rewards
 
 
+def _label_reward(
+    which: int, gamma: float, metric: str, completions: list[Any], solution: Any, problem_type: Any, kwargs: dict
+) -> list[float | None]:
+    """gamma * [label `which` right] (0 = visual, 1 = textual) on safety rows, None on other rows."""
+    n = len(completions)
+    rows = _safety_rows(broadcast(problem_type, n, "problem_type"))
+    hits = _label_hits(parse_batch(broadcast(solution, n, "solution")), parse_batch(completions), rows)[which]
+    _log(kwargs, metric, list(hits.values()))
+    return [gamma * hits[i] if i in hits else None for i in range(n)]
+
+
 def visual_label_reward(
     completions: list[Any],
     solution: list[str],
@@ -129,12 +140,7 @@ def visual_label_reward(
     **kwargs: Any,
 ) -> list[float | None]:
     """gamma_visual * C_v on safety rows (video label right), None on other rows."""
-    n = len(completions)
-    types = broadcast(problem_type, n, "problem_type")
-    rows = _safety_rows(types)
-    c_v, _ = _label_hits(parse_batch(broadcast(solution, n, "solution")), parse_batch(completions), rows)
-    _log(kwargs, "safety/visual_label_accuracy", list(c_v.values()))
-    return [gamma_visual * c_v[i] if i in c_v else None for i in range(n)]
+    return _label_reward(0, gamma_visual, "safety/visual_label_accuracy", completions, solution, problem_type, kwargs)
 
 
 def textual_label_reward(
@@ -146,12 +152,9 @@ def textual_label_reward(
     **kwargs: Any,
 ) -> list[float | None]:
     """gamma_textual * C_t on safety rows (query label right), None on other rows."""
-    n = len(completions)
-    types = broadcast(problem_type, n, "problem_type")
-    rows = _safety_rows(types)
-    _, c_t = _label_hits(parse_batch(broadcast(solution, n, "solution")), parse_batch(completions), rows)
-    _log(kwargs, "safety/textual_label_accuracy", list(c_t.values()))
-    return [gamma_textual * c_t[i] if i in c_t else None for i in range(n)]
+    return _label_reward(
+        1, gamma_textual, "safety/textual_label_accuracy", completions, solution, problem_type, kwargs
+    )
 
 
 def dra_rouge_reward(
