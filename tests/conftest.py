@@ -46,3 +46,14 @@ def demo(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out, proc.stdout, time.time() - start
+
+
+@pytest.fixture(scope="session")
+def grpo_data(tmp_path_factory):
+    """(data root, GRPO records) of a 4-clip synthetic dataset, shared by the GRPO option and consistency tests."""
+    from videosafety_r1.data import load_dataset_checked, make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("grpo_data")
+    paths = make_synthetic_dataset(root, 4, seed=0)
+    records, _ = load_dataset_checked(paths["grpo"], root)
+    return root, records

@@ -5,26 +5,17 @@ import pytest
 import torch
 
 from videosafety_r1.alarm import add_alarm_tokens
-from videosafety_r1.data import load_dataset_checked, make_synthetic_dataset
 from videosafety_r1.grpo_trainer import VideoGRPOTrainer
 from videosafety_r1.rollout import assemble, collate_prompt, completion_mask_after_eos
 from videosafety_r1.testing import tiny_grpo_config, tiny_video_llm
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("grpo_consistency")
-    paths = make_synthetic_dataset(root, 4, seed=0)
-    records, _ = load_dataset_checked(paths["grpo"], root)
-    return root, records
 
 
 def varied_reward(completion_ids, **kwargs):
     return [float(sum(ids) % 7) for ids in completion_ids]
 
 
-def _trainer(data, tmp_path, family, **overrides):
-    root, records = data
+def _trainer(grpo_data, tmp_path, family, **overrides):
+    root, records = grpo_data
     model, processor = tiny_video_llm(family, seed=0)
     model = add_alarm_tokens(model, processor)
     args = dict(
@@ -50,11 +41,11 @@ def _trainer(data, tmp_path, family, **overrides):
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "video_llama_3"])
-def test_training_logps_equal_sampling_logps(data, tmp_path, family):
+def test_training_logps_equal_sampling_logps(grpo_data, tmp_path, family):
     """Per-token log-probs of the loss pass equal those of the distribution `generate` sampled from (same
     temperature), token for token: positions, M-RoPE indices, alarm vectors and visual features all line up."""
-    trainer = _trainer(data, tmp_path, family)
-    _, records = data
+    trainer = _trainer(grpo_data, tmp_path, family)
+    _, records = grpo_data
     items = [collate_prompt(trainer.prompt_collator, r) for r in records[:2]]
     order = [0, 0, 1, 1]
     prompts = assemble(items, order, pad_token_id=trainer.pad_token_id)
@@ -84,12 +75,12 @@ def test_training_logps_equal_sampling_logps(data, tmp_path, family):
     torch.testing.assert_close(scored[mask], sampled[mask], atol=1e-4, rtol=0)
 
 
-def test_one_update_moves_towards_advantaged_completions(data, tmp_path):
+def test_one_update_moves_towards_advantaged_completions(grpo_data, tmp_path):
     """After one optimiser step on a rollout, the change of each completion's mean log-prob correlates with its
     advantage (positive ones up, negative ones down)."""
-    trainer = _trainer(data, tmp_path, "qwen2_5_vl", per_device_train_batch_size=16, num_generations=8)
+    trainer = _trainer(grpo_data, tmp_path, "qwen2_5_vl", per_device_train_batch_size=16, num_generations=8)
     trainer.create_optimizer_and_scheduler(num_training_steps=1)
-    _, records = data
+    _, records = grpo_data
     torch.manual_seed(0)
     batch = trainer._generate_and_score(records[:2])[0]
     advantages, mask = batch["advantages"], batch["completion_mask"].float()  # [N], [N, C]
