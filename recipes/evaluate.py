@@ -49,8 +49,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-    # leave together and close the process group: a rank exiting with live gloo/NCCL threads can abort at exit
-    from accelerate import PartialState
+    from videosafety_r1.zero3 import close_process_group
 
-    PartialState().wait_for_everyone()
-    PartialState().destroy_process_group()
+    close_process_group()  # every rank leaves together (one leaving alone can abort at exit)

@@ -16,7 +16,7 @@ import torch
 
 from videosafety_r1 import rollout
 from videosafety_r1.grpo_trainer import VideoGRPOTrainer
-from videosafety_r1.zero3 import parameter_checksum
+from videosafety_r1.zero3 import close_process_group, parameter_checksum
 
 calls: list[dict] = []
 seen: list[torch.nn.Module] = []
@@ -62,6 +62,4 @@ if checkpoints:  # after the recipe saved final/: a collective under ZeRO-3, so 
     summary["reloaded"] = {"checkpoint": checkpoints[0].name, "checksum": checksum}
 sys.stdout.write(f"[probe] rank {rank}/{world} {json.dumps(summary)}\n")
 sys.stdout.flush()
-# as the recipes' __main__ block: leave together and close the process group (a rank exiting alone can abort)
-trainer.accelerator.wait_for_everyone()
-trainer.accelerator.state.destroy_process_group()
+close_process_group()  # as the recipes' __main__ blocks

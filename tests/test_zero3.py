@@ -88,3 +88,13 @@ def test_save_and_export_refuse_partial_alarm_weights(partitioned_embedding_mode
         save_pretrained(wrapped, tmp_path / "missing", state_dict={**full, **missing})
     with pytest.raises(ValueError, match="ZeRO-3"):
         export_plain_checkpoint(wrapped, processor, tmp_path / "export")
+
+
+def test_close_process_group_is_a_no_op_in_one_process():
+    import torch.distributed as dist
+
+    from videosafety_r1.zero3 import close_process_group
+
+    close_process_group()
+    close_process_group()  # twice: nothing to wait for, nothing to destroy
+    assert not dist.is_initialized()

@@ -141,6 +141,7 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
         self.prompt_collator = prompt_collator or GRPOPromptCollator(
             processing_class, MediaLoader(args.data_root, args.video_fps, args.video_max_frames)
         )
+        self.placeholder_ids = placeholder_token_ids(model)  # visual placeholders: never sampled, never scored
         self.generator = generator or HFGenerator(
             max_new_tokens=args.max_completion_length,
             temperature=args.temperature,
@@ -148,7 +149,7 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
             top_k=args.top_k or 0,
             pad_token_id=self.pad_token_id,
             eos_token_id=self.eos_token_ids,
-            suppress_token_ids=placeholder_token_ids(model),
+            suppress_token_ids=self.placeholder_ids,
             extra=dict(args.generation_kwargs or {}),
         )
         if self.ref_model is not None:
@@ -256,7 +257,7 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
         gather = self.args.ds3_gather_for_generation
         with unwrapped_for_generation(self.model_wrapped, self.accelerator, gather_zero3=gather) as unwrapped:
             completion_ids = self.generator(unwrapped, prompt_batch)  # [B*G, C]
-        placeholders = torch.tensor(placeholder_token_ids(self.model), dtype=torch.long, device=device)
+        placeholders = torch.tensor(self.placeholder_ids, dtype=torch.long, device=device)
         # a generator that cannot suppress them (vLLM): the completion is cut before a sampled placeholder
         bad = torch.isin(completion_ids, placeholders)  # [B*G, C]
         mask = completion_mask_after_eos(completion_ids, self.eos_token_ids) & (bad.cumsum(1) == 0)  # [B*G, C]

@@ -83,3 +83,16 @@ def parameter_checksum(model: nn.Module) -> float:
         with gathered([param]):
             total += float(param.detach().double().sum())
     return total
+
+
+def close_process_group() -> None:
+    """End a multi-process run together: every rank waits, then the process group is destroyed.
+
+    A rank that leaves while another still works (rank 0 exporting) can abort at interpreter exit with live gloo /
+    NCCL threads ("terminate called without an active exception"). A no-op in a single process.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    state.wait_for_everyone()
+    state.destroy_process_group()
