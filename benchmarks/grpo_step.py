@@ -91,7 +91,7 @@ def text_runs(work: Path, steps: int, G: int, completion: int) -> tuple[float, f
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from videosafety_r1.grpo import GRPOConfig
-    from videosafety_r1.grpo_trainer import VideoGRPOTrainer
+    from videosafety_r1.grpo.trainer import VideoGRPOTrainer
 
     path = save_text_model(work / "text_model")
     tok = AutoTokenizer.from_pretrained(path)
@@ -154,8 +154,8 @@ def video_runs(
     from videosafety_r1.alarm import add_alarm_tokens
     from videosafety_r1.data import load_dataset_checked, make_synthetic_dataset
     from videosafety_r1.grpo import GRPOConfig
-    from videosafety_r1.grpo_trainer import VideoGRPOTrainer
-    from videosafety_r1.vision_cache import find_vision_module
+    from videosafety_r1.grpo.trainer import VideoGRPOTrainer
+    from videosafety_r1.grpo.vision_cache import find_vision_module
 
     paths = make_synthetic_dataset(work / "data", 16, seed=0)
     records, _ = load_dataset_checked(paths["grpo"], work / "data")

@@ -21,7 +21,7 @@ from videosafety_r1.config import load_config
 from videosafety_r1.data import load_dataset_checked
 from videosafety_r1.evaluation.plots import plot_reward_curve
 from videosafety_r1.grpo import GRPOConfig
-from videosafety_r1.grpo_trainer import VideoGRPOTrainer
+from videosafety_r1.grpo.trainer import VideoGRPOTrainer
 from videosafety_r1.zero3 import parameter_checksum, zero3_init_disabled
 
 logger = logging.getLogger("grpo")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from videosafety_r1 import rollout
-from videosafety_r1.grpo_trainer import VideoGRPOTrainer
+from videosafety_r1.grpo.trainer import VideoGRPOTrainer
 from videosafety_r1.zero3 import close_process_group, parameter_checksum
 
 calls: list[dict] = []

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from videosafety_r1.alarm import add_alarm_tokens
-from videosafety_r1.grpo_trainer import VideoGRPOTrainer
-from videosafety_r1.rollout import assemble, collate_prompt, completion_mask_after_eos
+from videosafety_r1.grpo.rollout import assemble, collate_prompt, completion_mask_after_eos
+from videosafety_r1.grpo.trainer import VideoGRPOTrainer
 from videosafety_r1.testing import tiny_grpo_config, tiny_video_llm
 
 

@@ -6,7 +6,7 @@ import wandb
 
 from videosafety_r1.alarm import add_alarm_tokens
 from videosafety_r1.data import load_dataset_checked, make_synthetic_dataset
-from videosafety_r1.grpo_trainer import COMPLETIONS_FILE, VideoGRPOTrainer
+from videosafety_r1.grpo.trainer import COMPLETIONS_FILE, VideoGRPOTrainer
 from videosafety_r1.testing import tiny_grpo_config, tiny_video_llm
 
 

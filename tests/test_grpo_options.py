@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from videosafety_r1.alarm import add_alarm_tokens
-from videosafety_r1.grpo_trainer import VideoGRPOTrainer
+from videosafety_r1.grpo.trainer import VideoGRPOTrainer
 from videosafety_r1.testing import tiny_grpo_config, tiny_video_llm
 
 

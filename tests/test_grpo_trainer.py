@@ -17,10 +17,10 @@ from videosafety_r1.data import load_dataset_checked, make_synthetic_dataset
 from videosafety_r1.data.collate import GRPOPromptCollator, MediaLoader
 from videosafety_r1.data.schema import Media
 from videosafety_r1.grpo import grpo_loss
-from videosafety_r1.grpo_trainer import VideoGRPOTrainer
-from videosafety_r1.rollout import assemble, collate_prompt
+from videosafety_r1.grpo.rollout import assemble, collate_prompt
+from videosafety_r1.grpo.trainer import VideoGRPOTrainer
+from videosafety_r1.grpo.vision_cache import find_vision_module
 from videosafety_r1.testing import FAMILIES, tiny_grpo_config, tiny_video_llm
-from videosafety_r1.vision_cache import find_vision_module
 
 
 def length_reward(completions, **kwargs):
@@ -233,7 +233,7 @@ def test_resume_inside_a_generation_cycle_keeps_the_schedule(data, tmp_path, cap
     checkpoint = tmp_path / "resumed" / "out" / "checkpoint-1"
     shutil.copytree(tmp_path / "full" / "out" / "checkpoint-1", checkpoint)
     resumed = _trainer(data, tmp_path / "resumed", **kw)
-    with caplog.at_level("WARNING", logger="videosafety_r1.grpo_trainer"):
+    with caplog.at_level("WARNING", logger="videosafety_r1.grpo.trainer"):
         resumed.train(resume_from_checkpoint=str(checkpoint))
     assert [s for s, _ in full.reward_history] == [0, 2]
     assert [s for s, _ in resumed.reward_history] == [0, 1, 2] and resumed._generation == 2

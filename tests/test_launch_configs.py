@@ -115,9 +115,9 @@ def test_deepspeed_json(path):
 
 
 @pytest.mark.parametrize("path", sorted((LAUNCH / "deepspeed").glob("*.json")), ids=lambda p: p.name)
+@pytest.mark.deepspeed
 def test_deepspeed_json_against_deepspeed(path):
     """DeepSpeed's pydantic models reject unknown or mistyped keys; runs only where deepspeed is installed."""
-    pytest.importorskip("deepspeed")
     from deepspeed.runtime.config import DeepSpeedConfig
 
     config = json.loads(path.read_text())

@@ -32,6 +32,7 @@ def test_full_shape_of_a_partitioned_parameter():
     assert zero3.is_partitioned(p) and p.shape == (0,) and zero3.full_shape(p) == (4, 5)
 
 
+@pytest.mark.deepspeed
 def test_zero3_init_disabled_hides_and_restores_the_registered_config():
     from transformers.integrations import HfDeepSpeedConfig, is_deepspeed_zero3_enabled, unset_hf_deepspeed_config
 
@@ -61,6 +62,7 @@ def partitioned_embedding_model():
     return model, processor, shape
 
 
+@pytest.mark.deepspeed
 def test_add_alarm_tokens_reads_the_real_embedding_shape(partitioned_embedding_model):
     from videosafety_r1.alarm import add_alarm_tokens
 
@@ -73,6 +75,7 @@ def test_add_alarm_tokens_reads_the_real_embedding_shape(partitioned_embedding_m
     assert wrapped.visual_head.weight.shape == (1, shape[1])
 
 
+@pytest.mark.deepspeed
 def test_save_and_export_refuse_partial_alarm_weights(partitioned_embedding_model, tmp_path):
     from videosafety_r1.alarm import add_alarm_tokens, export_plain_checkpoint, save_pretrained
 

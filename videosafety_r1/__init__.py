@@ -48,7 +48,7 @@ _LAZY = {
     "GRPOConfig": "videosafety_r1.grpo",
     "group_advantages": "videosafety_r1.grpo",
     "grpo_loss": "videosafety_r1.grpo",
-    "VideoGRPOTrainer": "videosafety_r1.grpo_trainer",
+    "VideoGRPOTrainer": "videosafety_r1.grpo.trainer",
     "EvalConfig": "videosafety_r1.evaluation",
     "run_evaluation": "videosafety_r1.evaluation",
     "is_refusal": "videosafety_r1.evaluation",

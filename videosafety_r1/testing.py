@@ -298,7 +298,7 @@ def random_frames(num_frames: int = 4, size: int = 64, seed: int = 0) -> Any:
 def tiny_grpo_config(output_dir: str | Path, data_root: str | Path | None = None, **overrides: Any) -> Any:
     """A `GRPOConfig` sized for tiny-model tests on CPU (2 steps, 2 prompts x G=2, 6 new tokens); any field can be
     overridden. Keeps TRL's mixed-precision default (bf16) unless ``bf16=False`` is passed."""
-    from videosafety_r1.grpo_config import GRPOConfig
+    from videosafety_r1.grpo.config import GRPOConfig
 
     args: dict[str, Any] = dict(
         output_dir=str(output_dir),

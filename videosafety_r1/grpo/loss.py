@@ -1,4 +1,4 @@
-"""Safety-guided GRPO: pure loss math on ``[B*G, T]`` tensors (the stage-4 config lives in ``grpo_config``).
+"""Safety-guided GRPO: pure loss math on ``[B*G, T]`` tensors (the stage-4 config lives in ``grpo.config``).
 
 Notation: ``B`` prompts, ``G = num_generations`` completions per prompt (the ``G`` rows of a group are consecutive),
 ``T`` completion tokens (padded). The math mirrors TRL 1.16's ``GRPOTrainer`` so numbers are comparable, but lives
@@ -12,7 +12,7 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from .grpo_config import ADVANTAGE_SCALES, LOSS_TYPES, GRPOConfig
+from .config import ADVANTAGE_SCALES, LOSS_TYPES, GRPOConfig
 
 __all__ = [
     "ADVANTAGE_SCALES",
