@@ -24,6 +24,7 @@ import trl
 from transformers import Trainer
 
 from videosafety_r1.alarm import AlarmConfig, AlarmVideoLLM, load_checkpoint_weights, save_pretrained
+from videosafety_r1.constants import parse_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class ATSFTTrainer(Trainer):
 
 
 def _dtype(name: str) -> Any:
-    return "auto" if name == "auto" else getattr(torch, name)
+    return parse_dtype(name)
 
 
 def build_sft_model(args: ATSFTConfig) -> tuple[AlarmVideoLLM, Any]:

@@ -13,10 +13,9 @@ import logging
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from ..constants import TEXTUAL_ALARM, VISUAL_ALARM
 
-VISUAL_ALARM = "<|visual_alarm|>"
-TEXTUAL_ALARM = "<|textual_alarm|>"
+logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..constants import parse_dtype
 from .alarm_metrics import alarm_metrics_from_records
 from .config import EvalConfig
 from .judges import Judge, JudgeItem, KeywordJudge
@@ -237,7 +238,7 @@ def summary_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _load_model(config: EvalConfig) -> tuple[Any, Any]:
     from videosafety_r1.alarm import load_pretrained
 
-    dtype = config.dtype if config.dtype == "auto" else getattr(torch, config.dtype)
+    dtype = parse_dtype(config.dtype)
     return load_pretrained(config.model_name_or_path, dtype=dtype, attn_implementation=config.attn_implementation)
 
 
