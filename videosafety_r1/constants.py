@@ -20,6 +20,10 @@ SAFE, HARMFUL = 0, 1
 VISUAL_ALARM = "<|visual_alarm|>"
 TEXTUAL_ALARM = "<|textual_alarm|>"
 
+#: Video sampling when neither the caller nor the checkpoint says otherwise (the published setting).
+DEFAULT_VIDEO_FPS = 1.0
+DEFAULT_VIDEO_MAX_FRAMES = 90
+
 #: Names of vision-encoder submodules across the supported families (Qwen2/2.5/3-VL: ``visual``;
 #: VideoLLaMA3: ``vision_model``; LLaVA-style: ``vision_tower``).
 VISION_TOWER_NAMES = ("visual", "vision_model", "vision_tower")

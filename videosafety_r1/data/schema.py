@@ -54,10 +54,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Media:
-    """What the sample shows: a video or image path relative to the data root, or nothing (text-only)."""
+    """What the sample shows: a video or image path relative to the data root, or nothing (text-only).
+
+    ``root`` is the data root the path belongs to when a loader serves several sets (never read from rows, never
+    written back: ``to_dict`` leaves it out)."""
 
     type: MediaType = "none"
     path: str | None = None
+    root: str | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any] | None:
         return None if self.type == "none" else {"type": self.type, "path": self.path}
