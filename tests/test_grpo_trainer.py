@@ -188,6 +188,8 @@ def test_save_and_resume(data, tmp_path):
     ckpt = tmp_path / "out" / "checkpoint-1"
     assert (ckpt / "alarm.safetensors").exists() and (ckpt / "model.safetensors").exists()
     assert (ckpt / "optimizer.pt").exists() and (tmp_path / "out" / "checkpoint-2").exists()
+    sampling = json.loads((ckpt / "alarm_config.json").read_text())["video_sampling"]  # what predict_harm defaults to
+    assert sampling == {"video_fps": trainer.args.video_fps, "video_max_frames": trainer.args.video_max_frames}
     final = _snapshot(trainer.model)
 
     resumed = _trainer(data, tmp_path, save_strategy="no", max_steps=2)
