@@ -248,3 +248,19 @@ def test_alarm_package_does_not_import_the_data_layer():
 
     assert alarm.predict_harm is videosafety_r1.predict_harm
     assert alarm.build_alarm_inputs is videosafety_r1.build_alarm_inputs
+
+
+def test_record_prompt_gives_generators_the_same_text_and_frames(clips):
+    """What the vLLM generator will call: per record, the prompt text and the exact padded frames + metadata."""
+    from videosafety_r1.inputs import processor_inputs, record_prompt
+
+    _, processor = _wrapped("qwen3_vl")
+    loader = MediaLoader(clips, fps=1.0)
+    grpo = GRPORecord("g", Media("video", "n3.mp4"), QUESTION, SAFETY_PROBLEM_TYPE, "<answer>a</answer>")
+    evaluation = EvalRecord("e", "SH", QUESTION, Media("video", "n3.mp4"), SafetyLabels(0, 1))
+    a = record_prompt(processor, grpo, loader)
+    b = record_prompt(processor, evaluation, loader, prompt_format="reasoning")
+    assert a.text == b.text and np.array_equal(a.media.data, b.media.data)
+    assert a.media.data.shape[0] == 4 and a.media.metadata.timestamps == [0.0, 1.0, 2.0, 3.0]
+    batch = GRPOPromptCollator(processor, loader)([grpo])
+    assert torch.equal(processor_inputs(processor, [a], padding_side="left")["input_ids"], batch["input_ids"])

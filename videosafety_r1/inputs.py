@@ -27,17 +27,21 @@ from typing import Any
 
 from .alarm.tokens import AlarmConfig, insert_alarm_tokens, neutralise_messages, special_token_literals
 from .constants import DEFAULT_VIDEO_FPS, DEFAULT_VIDEO_MAX_FRAMES, SAFETY_PROBLEM_TYPE
-from .media import LoadedMedia, pad_video, temporal_multiple
+from .data.schema import EvalRecord, GRPORecord, SFTRecord
+from .media import LoadedMedia, MediaLoader, pad_video, temporal_multiple
 
 __all__ = [
     "REASONING_INSTRUCTION",
     "SAFETY_INSTRUCTION",
     "PromptInput",
     "build_prompt",
+    "eval_user_text",
     "grpo_prompt_text",
     "padded_media",
     "processor_inputs",
     "prompt_text",
+    "record_prompt",
+    "record_user_text",
     "render_chat",
     "user_message",
     "video_sampling",
@@ -70,6 +74,44 @@ def grpo_prompt_text(record: Any) -> str:
     if record.problem_type == SAFETY_PROBLEM_TYPE:
         text += SAFETY_INSTRUCTION
     return text
+
+
+def eval_user_text(query: str, prompt_format: str = "query") -> str:
+    """The user text of an evaluation prompt: the bare query, or (``"reasoning"``) the query plus the format
+    instructions a CoT/GRPO-trained model saw, equal to :func:`grpo_prompt_text` of a safety row."""
+    if prompt_format not in ("query", "reasoning"):
+        raise ValueError(f"prompt_format must be 'query' or 'reasoning', got {prompt_format!r}")
+    return query + ("\n" + REASONING_INSTRUCTION + SAFETY_INSTRUCTION if prompt_format == "reasoning" else "")
+
+
+def record_user_text(record: Any, prompt_format: str = "query") -> str:
+    """The user text the model sees for a record: a ``GRPORecord``'s :func:`grpo_prompt_text`, an ``EvalRecord``'s
+    :func:`eval_user_text`, an ``SFTRecord``'s first user turn."""
+    if isinstance(record, GRPORecord):
+        return grpo_prompt_text(record)
+    if isinstance(record, EvalRecord):
+        return eval_user_text(record.query, prompt_format)
+    if isinstance(record, SFTRecord):
+        return record.query
+    raise TypeError(f"expected a GRPORecord, EvalRecord or SFTRecord, got {type(record).__name__}")
+
+
+def record_prompt(
+    processor: Any,
+    record: Any,
+    loader: MediaLoader,
+    *,
+    alarm: bool = True,
+    alarm_config: AlarmConfig | None = None,
+    prompt_format: str = "query",
+) -> PromptInput:
+    """One record's generation prompt: text (+ token ids via the processor) and the exact padded frames and
+    metadata the processor is given. Media paths are confined to ``loader``'s data root. The entry point for
+    generators that run outside the processor (vLLM): feed ``prompt.text`` and ``prompt.media`` and they see what
+    training and evaluation see."""
+    media = loader.load(record.media, record.id)
+    text = record_user_text(record, prompt_format)
+    return build_prompt(processor, text, media, alarm=alarm, alarm_config=alarm_config, fps=loader.fps)
 
 
 def user_message(kind: str, text: str) -> dict[str, Any]:

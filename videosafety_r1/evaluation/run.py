@@ -120,14 +120,12 @@ def build_eval_inputs(
     ``max_frames``) from under the item's data root, images read as RGB. ``prompt_format="reasoning"`` appends the
     format instructions a CoT/GRPO-trained model saw in training."""
     from videosafety_r1.data.schema import Media
-    from videosafety_r1.inputs import REASONING_INSTRUCTION, SAFETY_INSTRUCTION, build_prompt, processor_inputs
+    from videosafety_r1.inputs import build_prompt, eval_user_text, processor_inputs
     from videosafety_r1.media import LoadedMedia, MediaLoader
 
     prompts = []
     for item in items:
-        text = str(item.row.get("query") or "")
-        if prompt_format == "reasoning":
-            text += "\n" + REASONING_INSTRUCTION + SAFETY_INSTRUCTION
+        text = eval_user_text(str(item.row.get("query") or ""), prompt_format)
         if item.media_type == "none":
             loaded = LoadedMedia()
         elif item.data_root is not None:  # a data row: its path must stay under its root
