@@ -264,3 +264,16 @@ def test_record_prompt_gives_generators_the_same_text_and_frames(clips):
     assert a.media.data.shape[0] == 4 and a.media.metadata.timestamps == [0.0, 1.0, 2.0, 3.0]
     batch = GRPOPromptCollator(processor, loader)([grpo])
     assert torch.equal(processor_inputs(processor, [a], padding_side="left")["input_ids"], batch["input_ids"])
+
+
+def test_a_processor_error_names_the_records(clips, monkeypatch):
+    _, processor = _wrapped("qwen2_5_vl")
+    grpo = GRPORecord("bad-row", Media("video", "n2.mp4"), QUESTION, "free-form", "<answer>a</answer>")
+    collator = GRPOPromptCollator(processor, MediaLoader(clips, fps=1.0))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("placeholder count mismatch")
+
+    monkeypatch.setattr(type(processor), "__call__", broken)
+    with pytest.raises(ValueError, match=r"records \['bad-row'\].*placeholder count mismatch"):
+        collator([grpo])

@@ -181,10 +181,13 @@ def prompt_text(
     return render_chat(processor, [message], add_generation_prompt=True, alarm=alarm, alarm_config=alarm_config)
 
 
-def processor_inputs(processor: Any, prompts: Sequence[PromptInput], padding_side: str | None = None) -> Any:
+def processor_inputs(
+    processor: Any, prompts: Sequence[PromptInput], padding_side: str | None = None, ids: Sequence[Any] | None = None
+) -> Any:
     """One processor call for a batch of prompts (each with at most one video or image): ``input_ids``,
     ``attention_mask`` ``[B, L]``, pixel tensors, grids and the family's temporal fields. ``padding_side``
-    (``"left"`` for generation) overrides the tokenizer's for this call only."""
+    (``"left"`` for generation) overrides the tokenizer's for this call only. A processor error is re-raised as a
+    ``ValueError`` naming the records (``ids``)."""
     videos = [p.media for p in prompts if p.media.kind == "video"]
     images = [p.media.data for p in prompts if p.media.kind == "image"]
     kwargs: dict[str, Any] = {}
@@ -199,6 +202,10 @@ def processor_inputs(processor: Any, prompts: Sequence[PromptInput], padding_sid
         tokenizer.padding_side = padding_side
     try:
         return processor(text=[p.text for p in prompts], padding=True, return_tensors="pt", **kwargs)
+    except Exception as err:
+        if ids is None:
+            raise
+        raise ValueError(f"records {list(ids)}: the processor failed: {type(err).__name__}: {err}") from err
     finally:
         tokenizer.padding_side = side
 

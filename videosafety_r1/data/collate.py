@@ -108,7 +108,7 @@ class SFTCollator:
     def __call__(self, records: list[SFTRecord]) -> dict[str, torch.Tensor]:
         loaded = [padded_media(self.processor, self.media.load(r.media, r.id), self.media.fps) for r in records]
         prompts = [PromptInput(self.render(r, m.kind), m) for r, m in zip(records, loaded)]
-        batch = processor_inputs(self.processor, prompts)
+        batch = processor_inputs(self.processor, prompts, ids=[r.id for r in records])
         if self.max_length is not None:
             lengths = batch["attention_mask"].sum(-1)
             too_long = [i for i, n in enumerate(lengths.tolist()) if n > self.max_length]
@@ -155,7 +155,7 @@ class GRPOPromptCollator:
 
     def __call__(self, records: list[GRPORecord]) -> dict[str, Any]:
         prompts = [self.prompt_input(r) for r in records]
-        batch = dict(processor_inputs(self.processor, prompts, padding_side="left"))
+        batch = dict(processor_inputs(self.processor, prompts, padding_side="left", ids=[r.id for r in records]))
         batch["prompts"] = [p.text for p in prompts]
         batch["solution"] = [r.solution for r in records]
         batch["problem_type"] = [r.problem_type for r in records]

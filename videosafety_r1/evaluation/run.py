@@ -135,7 +135,7 @@ def build_eval_inputs(
             path = Path(item.media_path)
             loaded = MediaLoader(path.parent, fps, max_frames).load(Media(item.media_type, path.name), item.id)
         prompts.append(build_prompt(processor, text, loaded, alarm=alarm_tokens, alarm_config=alarm_config, fps=fps))
-    return processor_inputs(processor, prompts, padding_side="left")
+    return processor_inputs(processor, prompts, padding_side="left", ids=[it.id for it in items])
 
 
 @torch.no_grad()
