@@ -2,6 +2,7 @@
 special tokens stay text; media paths from data rows stay under the data root."""
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -108,6 +109,18 @@ def test_pad_video_metadata_continues_the_sampling_clock():
     assert single.shape[0] == 2 and one.timestamps == [0.5, 0.75] and one.sampled_fps == 4.0
     same, unpadded = pad_video(frames[:2], VideoMetadata(24, 8.0, frames_indices=[0, 8]), multiple=2)
     assert same.shape[0] == 2 and unpadded.num_padded == 0 and unpadded.timestamps == [0.0, 1.0]
+
+    @dataclass
+    class Timed(VideoMetadata):  # a decoder that reports real (variable-rate) frame times
+        real: list | None = None
+
+        @property
+        def timestamps(self):
+            return self.real
+
+    vfr, timed = pad_video(frames, Timed(24, 8.0, frames_indices=[0, 8, 16], real=[0.0, 1.5, 2.0]), 2, fps=1.0)
+    assert timed.timestamps == [0.0, 1.5, 2.0, 3.0] and timed.interval == 1.0 and timed.decoded_indices == [0, 8, 16]
+    assert [i / timed.fps for i in timed.frames_indices] == timed.timestamps  # what Qwen3-VL computes
 
 
 @pytest.mark.parametrize("clip", ["n1.mp4", "single.mp4"])

@@ -44,13 +44,14 @@ class SampledVideoMetadata(VideoMetadata):
 
     ``frame_times`` are the frames' times in seconds (decoded frames: their own; padded frames: continuing the
     sampling interval); ``interval`` is the sampling interval in seconds; ``num_padded`` counts the repeated last
-    frames at the end. Processors read ``timestamps`` (VideoLLaMA3), ``frames_indices``/``fps`` (Qwen3-VL) and
+    frames at the end; ``decoded_indices`` are the indices of the frames actually decoded. Processors read ``timestamps`` (VideoLLaMA3), ``frames_indices``/``fps`` (Qwen3-VL) and
     ``sampled_fps`` (Qwen2.5-VL's ``second_per_grid_ts = temporal_patch_size / sampled_fps``); all three agree.
     """
 
     frame_times: list[float] | None = None
     interval: float | None = None
     num_padded: int = 0
+    decoded_indices: list[int] | None = None
 
     @property
     def timestamps(self) -> list[float]:
@@ -79,29 +80,49 @@ def _interval(times: list[float], fps: float | None, video_fps: float | None) ->
     return 1.0 / min(rates) if rates else 1.0
 
 
+def _clock(value: float) -> float | int:
+    """A position on the clip's frame clock: an int when it is one (constant frame rate), else the float."""
+    return round(value) if abs(value - round(value)) < 1e-6 else value
+
+
 def pad_video(
     frames: np.ndarray, metadata: Any, multiple: int, fps: float | None = None
 ) -> tuple[np.ndarray, SampledVideoMetadata]:
     """Frames ``[T, H, W, 3]`` padded to a multiple of ``multiple`` by repeating the last frame, with metadata
     whose padded frames continue the sampling interval (see the module docstring). ``fps`` is the requested
-    sampling rate (used for the interval of a single frame)."""
+    sampling rate (used for the interval of a single frame, and as the clock when ``metadata`` has no fps).
+
+    The frame times are the metadata's ``timestamps`` (the decoded frames' own times where the decoder gives them,
+    so variable-frame-rate clips stay exact), else ``index / fps``. ``frames_indices`` become ``time x fps``: the
+    decoded indices on a constant-rate clip, and the position that gives the right time to processors that compute
+    times from indices (Qwen3-VL) on a variable-rate one; ``decoded_indices`` keeps the frames actually decoded.
+    """
     n = int(frames.shape[0])
-    video_fps = float(metadata.fps) if metadata.fps else (fps or 1.0)
-    indices = list(metadata.frames_indices) if metadata.frames_indices is not None else list(range(n))
-    times = [float(t) for t in metadata.timestamps] if metadata.frames_indices is not None else None
+    if metadata is None:
+        metadata = VideoMetadata(total_num_frames=n, fps=fps, frames_indices=list(range(n)))
+    video_fps = float(metadata.fps) if metadata.fps else float(fps or 1.0)
+    decoded = list(metadata.frames_indices) if metadata.frames_indices is not None else list(range(n))
+    try:
+        times = [float(t) for t in metadata.timestamps] if metadata.fps else None
+    except (TypeError, ValueError):
+        times = None
     if times is None or len(times) != n:
-        times = [i / video_fps for i in indices]
+        times = [i / video_fps for i in decoded]
     interval = _interval(times, fps, video_fps)
     pad = -n % max(1, multiple)
     if pad:
         frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
-        step = interval * video_fps  # in frames of the clip's own clock
-        step = round(step) if abs(step - round(step)) < 1e-6 else step
-        indices = indices + [indices[-1] + step * (k + 1) for k in range(pad)]
         times = times + [times[-1] + interval * (k + 1) for k in range(pad)]
     base = {f.name: getattr(metadata, f.name) for f in dataclasses.fields(VideoMetadata)}
-    base.update(fps=video_fps, frames_indices=indices, width=int(frames.shape[2]), height=int(frames.shape[1]))
-    meta = SampledVideoMetadata(**base, frame_times=times, interval=interval, num_padded=pad)
+    base.update(
+        fps=video_fps,
+        frames_indices=[_clock(t * video_fps) for t in times],
+        width=int(frames.shape[2]),
+        height=int(frames.shape[1]),
+    )
+    meta = SampledVideoMetadata(
+        **base, frame_times=times, interval=interval, num_padded=pad, decoded_indices=decoded[:n]
+    )
     return np.ascontiguousarray(frames, dtype=np.uint8), meta
 
 
