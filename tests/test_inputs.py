@@ -232,6 +232,10 @@ def test_checkpoint_records_video_sampling_and_predict_harm_uses_it(tmp_path, cl
     )
     meta = json.loads((tmp_path / "ckpt" / "alarm_config.json").read_text())
     assert meta["video_sampling"] == {"video_fps": 2.0, "video_max_frames": 4}
+    from videosafety_r1.alarm import read_video_sampling
+
+    assert read_video_sampling(tmp_path / "ckpt") == {"video_fps": 2.0, "video_max_frames": 4}  # no model load
+    assert video_sampling(read_video_sampling(tmp_path / "ckpt")) == (2.0, 4)
     loaded, proc = load_pretrained(tmp_path / "ckpt")
     assert video_sampling(loaded) == (2.0, 4) and video_sampling(loaded, 1.0) == (1.0, 4)
     clip = [clips / "n5.mp4"]

@@ -21,7 +21,7 @@ The steps, in order:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,10 +210,11 @@ def processor_inputs(
         tokenizer.padding_side = side
 
 
-def video_sampling(model: Any = None, fps: float | None = None, max_frames: int | None = None) -> tuple[float, int]:
+def video_sampling(source: Any = None, fps: float | None = None, max_frames: int | None = None) -> tuple[float, int]:
     """``(fps, max_frames)``: the caller's values where given, else what the checkpoint recorded at training
-    (``model.video_sampling``, from ``alarm_config.json``), else 1.0 fps and 90 frames."""
-    recorded = getattr(model, "video_sampling", None) or {}
+    (``source`` is a model, whose ``video_sampling`` comes from ``alarm_config.json``, or that record itself, see
+    ``alarm.read_video_sampling``), else 1.0 fps and 90 frames."""
+    recorded = (source if isinstance(source, Mapping) else getattr(source, "video_sampling", None)) or {}
     return (
         float(fps if fps is not None else recorded.get("video_fps", DEFAULT_VIDEO_FPS)),
         int(max_frames if max_frames is not None else recorded.get("video_max_frames", DEFAULT_VIDEO_MAX_FRAMES)),

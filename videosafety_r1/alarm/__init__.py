@@ -11,6 +11,7 @@ from .io import (
     export_plain_checkpoint,
     load_checkpoint_weights,
     load_pretrained,
+    read_video_sampling,
     save_pretrained,
 )
 from .model import (
@@ -66,6 +67,7 @@ __all__ = [
     "neutralise_special_tokens",
     "special_token_literals",
     "predict_harm",
+    "read_video_sampling",
     "register_alarm_tokens",
     "save_pretrained",
 ]

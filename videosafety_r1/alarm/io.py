@@ -219,6 +219,16 @@ def load_pretrained(
     return model, processor
 
 
+def read_video_sampling(path_or_id: str | Path) -> dict[str, Any] | None:
+    """The video sampling a checkpoint was trained with (``{"video_fps", "video_max_frames"}`` from its
+    ``alarm_config.json``), without loading the model; None when it recorded none."""
+    meta_path = _resolve(path_or_id, ALARM_CONFIG_FILE)
+    if not meta_path:
+        return None
+    recorded = json.loads(Path(meta_path).read_text()).get("video_sampling")
+    return _video_sampling(recorded) if recorded else None
+
+
 def load_checkpoint_weights(model: AlarmVideoLLM, directory: str | Path) -> None:
     """Load weights written by `save_pretrained` into an existing model, in place (Trainer resume).
 

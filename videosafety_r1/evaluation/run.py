@@ -333,6 +333,14 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data_root = config.data_root or str(Path(config.eval_file).parent)
+    # unset fps / max_frames: as the checkpoint was trained (read before any model loads, so validation decodes alike)
+    if model is not None:
+        recorded = getattr(model, "video_sampling", None)
+    else:
+        from videosafety_r1.alarm import read_video_sampling
+
+        recorded = read_video_sampling(config.model_name_or_path)
+    fps, max_frames = video_sampling(recorded, config.fps, config.max_frames)
     records, _ = load_dataset_checked(config.eval_file, data_root, kind="eval", on_bad_row=config.on_bad_row)
     if config.max_samples is not None:
         records = records[: config.max_samples]
@@ -360,7 +368,6 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
             model.to(state.device)
         model.eval()
         alarm = _has_alarm(model)
-        fps, max_frames = video_sampling(model, config.fps, config.max_frames)  # unset: as the checkpoint trained
         if not _has_heads(model):
             logger.info("model has no alarm heads: no head probabilities or head metrics")
         target = samples_path if state.num_processes == 1 else out_dir / f"samples.part{state.process_index}.jsonl"
