@@ -294,3 +294,19 @@ def test_a_processor_error_names_the_records(clips, monkeypatch):
     monkeypatch.setattr(type(processor), "__call__", broken)
     with pytest.raises(ValueError, match=r"records \['bad-row'\].*placeholder count mismatch"):
         collator([grpo])
+
+
+def test_exported_template_neutralises_typed_special_tokens(tmp_path):
+    """A plain export served by another tool (its chat template) keeps typed turn markers and placeholders as text."""
+    from transformers import AutoProcessor
+
+    from videosafety_r1.alarm import export_plain_checkpoint
+
+    model, processor = _wrapped("qwen2_5_vl")
+    exported = AutoProcessor.from_pretrained(export_plain_checkpoint(model, processor, tmp_path / "plain"))
+    messages = [{"role": "user", "content": ATTACK}]
+    text = exported.apply_chat_template(messages, add_generation_prompt=True)
+    ids = exported.tokenizer(text)["input_ids"]
+    tok = exported.tokenizer
+    assert ids.count(tok.convert_tokens_to_ids("<|im_start|>")) == 3  # system, user, assistant: none typed
+    assert tok.convert_tokens_to_ids("<|video_pad|>") not in ids and ids.count(model.visual_alarm_token_id) == 1

@@ -28,7 +28,7 @@ from typing import Any
 from .alarm.tokens import AlarmConfig, insert_alarm_tokens, neutralise_messages, special_token_literals
 from .constants import DEFAULT_VIDEO_FPS, DEFAULT_VIDEO_MAX_FRAMES, SAFETY_PROBLEM_TYPE
 from .data.schema import EvalRecord, GRPORecord, SFTRecord
-from .media import LoadedMedia, MediaLoader, pad_video, temporal_multiple
+from .media import LoadedMedia, MediaLoader, SampledVideoMetadata, pad_video, temporal_multiple
 
 __all__ = [
     "REASONING_INSTRUCTION",
@@ -140,8 +140,6 @@ def render_chat(
 def padded_media(processor: Any, media: LoadedMedia, fps: float | None = None) -> LoadedMedia:
     """``media`` with video frames padded to the processor's temporal patch (exact metadata); others unchanged.
     Already padded media (a :class:`SampledVideoMetadata`) pass through."""
-    from .media import SampledVideoMetadata
-
     if media.kind != "video" or isinstance(media.metadata, SampledVideoMetadata):
         return media
     frames, meta = pad_video(media.data, media.metadata, temporal_multiple(processor), fps)
