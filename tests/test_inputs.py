@@ -310,3 +310,16 @@ def test_exported_template_neutralises_typed_special_tokens(tmp_path):
     tok = exported.tokenizer
     assert ids.count(tok.convert_tokens_to_ids("<|im_start|>")) == 3  # system, user, assistant: none typed
     assert tok.convert_tokens_to_ids("<|video_pad|>") not in ids and ids.count(model.visual_alarm_token_id) == 1
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "video_llama_3"])
+def test_image_rows_take_the_same_road(family, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "i.png")
+    _, processor = _wrapped(family)
+    grpo = GRPORecord("r", Media("image", "i.png"), QUESTION, SAFETY_PROBLEM_TYPE, "<answer>a</answer>")
+    evals = build_eval_items([EvalRecord("r", "SH", QUESTION, Media("image", "i.png"), SafetyLabels(0, 1))], tmp_path)
+    a = GRPOPromptCollator(processor, MediaLoader(tmp_path))([grpo])
+    b = build_eval_inputs(processor, evals, 1.0, 90, prompt_format="reasoning")
+    assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["pixel_values"], b["pixel_values"])
