@@ -279,6 +279,8 @@ def test_record_prompt_gives_generators_the_same_text_and_frames(clips):
     b = record_prompt(processor, evaluation, loader, prompt_format="reasoning")
     assert a.text == b.text and np.array_equal(a.media.data, b.media.data)
     assert a.media.data.shape[0] == 4 and a.media.metadata.timestamps == [0.0, 1.0, 2.0, 3.0]
+    pad = processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    assert a.token_ids(processor).count(pad) == 1  # unexpanded: one placeholder per video
     batch = GRPOPromptCollator(processor, loader)([grpo])
     assert torch.equal(processor_inputs(processor, [a], padding_side="left")["input_ids"], batch["input_ids"])
 

@@ -105,7 +105,7 @@ def record_prompt(
     alarm_config: AlarmConfig | None = None,
     prompt_format: str = "query",
 ) -> PromptInput:
-    """One record's generation prompt: text (+ token ids via the processor) and the exact padded frames and
+    """One record's generation prompt: text (``PromptInput.token_ids`` for its ids) and the exact padded frames and
     metadata the processor is given. Media paths are confined to ``loader``'s data root. The entry point for
     generators that run outside the processor (vLLM): feed ``prompt.text`` and ``prompt.media`` and they see what
     training and evaluation see."""
@@ -154,6 +154,11 @@ class PromptInput:
 
     text: str
     media: LoadedMedia = field(default_factory=LoadedMedia)
+
+    def token_ids(self, processor: Any) -> list[int]:
+        """The prompt's token ids with the visual placeholders not expanded (one pad token per image/video, the
+        form vLLM's ``prompt_token_ids`` takes; the processor expands them)."""
+        return processor.tokenizer(self.text, add_special_tokens=False)["input_ids"]
 
 
 def build_prompt(
