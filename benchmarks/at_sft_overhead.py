@@ -84,7 +84,7 @@ def build_batches(processor, batch: int, frames: int, workdir: Path) -> tuple[di
                 safety_labels=SafetyLabels(visual=i % 2, textual=(i // 2) % 2),
             )
         )
-    collator = SFTCollator(processor, MediaLoader(fps=4.0, max_frames=frames), alarm_config=cfg)
+    collator = SFTCollator(processor, MediaLoader(workdir, fps=4.0, max_frames=frames), alarm_config=cfg)
     alarm = collator(records)
     keep = (alarm["input_ids"] != v_id) & (alarm["input_ids"] != t_id)  # [B, L]; exactly 2 False per row
     seq_len = alarm["input_ids"].shape[1]

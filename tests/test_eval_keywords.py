@@ -23,7 +23,7 @@ THINK_TRAP = (
     [
         ("<answer>hi</answer>", "hi"),
         ("<think>x</think>\n<answer>  spaced \n</answer>", "spaced"),
-        ("<answer>first</answer> then <answer>second</answer>", "second"),
+        ("<answer>first</answer> then <answer>second</answer>", "first"),  # the first counts (videosafety_r1.tags)
         ("<answer>closed</answer><answer>unclosed", "closed"),
         ("<answer>unclosed only", None),
         ("no tags at all", None),

@@ -284,3 +284,27 @@ def _same_prompt(evaluated: str, grpo: str) -> bool:
 def test_prompt_format_is_validated():
     with pytest.raises(ValueError, match="prompt_format"):
         EvalConfig(model_name_or_path="m", eval_file="x", prompt_format="cot")
+
+
+def test_unset_video_sampling_follows_the_checkpoint(tiny_checkpoint, eval_data, tmp_path, monkeypatch):
+    """EvalConfig without fps/max_frames decodes as the checkpoint was trained (alarm_config.json), not at 1 fps."""
+    from videosafety_r1.alarm import add_alarm_tokens, load_pretrained
+
+    model, processor = load_pretrained(tiny_checkpoint)
+    model = add_alarm_tokens(model, processor)
+    model.save_pretrained(
+        tmp_path / "ckpt", processor=processor, video_sampling={"video_fps": 3.0, "video_max_frames": 5}
+    )
+    seen = []
+    real = run_mod.build_eval_inputs
+
+    def spy(processor, items, fps, max_frames, *args, **kwargs):
+        seen.append((fps, max_frames))
+        return real(processor, items, fps, max_frames, *args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "build_eval_inputs", spy)
+    run_evaluation(_config(tmp_path / "ckpt", eval_data, tmp_path / "out", fps=None, max_frames=None))
+    assert seen and set(seen) == {(3.0, 5)}
+    seen.clear()
+    run_evaluation(_config(tmp_path / "ckpt", eval_data, tmp_path / "out2", fps=2.0, max_frames=None))
+    assert set(seen) == {(2.0, 5)}  # the caller's value wins where given

@@ -188,6 +188,8 @@ def test_save_and_resume(data, tmp_path):
     ckpt = tmp_path / "out" / "checkpoint-1"
     assert (ckpt / "alarm.safetensors").exists() and (ckpt / "model.safetensors").exists()
     assert (ckpt / "optimizer.pt").exists() and (tmp_path / "out" / "checkpoint-2").exists()
+    sampling = json.loads((ckpt / "alarm_config.json").read_text())["video_sampling"]  # what predict_harm defaults to
+    assert sampling == {"video_fps": trainer.args.video_fps, "video_max_frames": trainer.args.video_max_frames}
     final = _snapshot(trainer.model)
 
     resumed = _trainer(data, tmp_path, save_strategy="no", max_steps=2)
@@ -315,9 +317,9 @@ def test_mixed_modality_batch_keeps_every_rows_visuals(data, tmp_path, family):
 
     root, records = data
     trainer = _trainer(data, tmp_path, beta=0.0, family=family)
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "i.png")
-    _write_static_video(tmp_path / "static.mp4")
-    media = [Media(), Media("image", str(tmp_path / "i.png")), Media("video", str(tmp_path / "static.mp4"))]
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / "i.png")
+    _write_static_video(root / "static.mp4")  # media of data rows live under the data root
+    media = [Media(), Media("image", "i.png"), Media("video", "static.mp4")]
     rows = [dataclasses.replace(records[i], media=m) for i, m in enumerate(media)] + [records[3]]
     items = [collate_prompt(trainer.prompt_collator, r) for r in rows]
     if family == "video_llama_3":  # the static clip exercises a compression mask that drops tokens

@@ -16,11 +16,9 @@ from videosafety_r1.alarm import (
     AlarmConfig,
     AlarmVideoLLM,
     add_alarm_tokens,
-    build_alarm_inputs,
     export_plain_checkpoint,
     insert_alarm_tokens,
     load_pretrained,
-    predict_harm,
     save_pretrained,
 )
 from videosafety_r1.data import (
@@ -43,6 +41,11 @@ from videosafety_r1.rewards import (
 __version__ = "0.1.0"
 
 _LAZY = {
+    "build_alarm_inputs": "videosafety_r1.inference",
+    "predict_harm": "videosafety_r1.inference",
+    "grpo_prompt_text": "videosafety_r1.inputs",
+    "Tags": "videosafety_r1.tags",
+    "parse_tags": "videosafety_r1.tags",
     "ATSFTConfig": "videosafety_r1.sft",
     "ATSFTTrainer": "videosafety_r1.sft",
     "GRPOConfig": "videosafety_r1.grpo",
@@ -71,7 +74,6 @@ __all__ = [
     "__version__",
     "accuracy_reward",
     "add_alarm_tokens",
-    "build_alarm_inputs",
     "dra_rouge_reward",
     "export_plain_checkpoint",
     "format_reward",
@@ -81,7 +83,6 @@ __all__ = [
     "load_pretrained",
     "load_video",
     "make_synthetic_dataset",
-    "predict_harm",
     "rouge_scores",
     "save_pretrained",
     "textual_label_reward",

@@ -24,6 +24,7 @@ import trl
 from transformers import Trainer
 
 from videosafety_r1.alarm import AlarmConfig, AlarmVideoLLM, load_checkpoint_weights, save_pretrained
+from videosafety_r1.constants import parse_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +194,10 @@ class ATSFTTrainer(Trainer):
         if not self.args.should_save:
             return
         model = self.accelerator.unwrap_model(self.model)
-        save_pretrained(model, output_dir, processor=self.processing_class, state_dict=state_dict)
+        sampling = {"video_fps": self.args.video_fps, "video_max_frames": self.args.video_max_frames}
+        save_pretrained(
+            model, output_dir, processor=self.processing_class, state_dict=state_dict, video_sampling=sampling
+        )
         torch.save(self.args, f"{output_dir}/training_args.bin")
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
@@ -203,7 +207,7 @@ class ATSFTTrainer(Trainer):
 
 
 def _dtype(name: str) -> Any:
-    return "auto" if name == "auto" else getattr(torch, name)
+    return parse_dtype(name)
 
 
 def build_sft_model(args: ATSFTConfig) -> tuple[AlarmVideoLLM, Any]:

@@ -1,11 +1,17 @@
-"""Alarm tokens: two learnable input vectors and two harm heads attached to a Video LLM (method.md, section 1)."""
+"""Alarm tokens: two learnable input vectors and two harm heads attached to a Video LLM (method.md, section 1).
+
+``predict_harm`` and ``build_alarm_inputs`` live in :mod:`videosafety_r1.inference` (they load media through the
+input road); they are importable from here too, loaded on first use so this package never imports the data layer.
+"""
+
+from importlib import import_module
+from typing import Any
 
 from .io import (
-    build_alarm_inputs,
     export_plain_checkpoint,
     load_checkpoint_weights,
     load_pretrained,
-    predict_harm,
+    read_video_sampling,
     save_pretrained,
 )
 from .model import (
@@ -25,7 +31,19 @@ from .tokens import (
     insert_alarm_tokens,
     neutral_form,
     neutralise_alarm_literals,
+    neutralise_messages,
+    neutralise_special_tokens,
+    special_token_literals,
 )
+
+_LAZY = {"build_alarm_inputs": "videosafety_r1.inference", "predict_harm": "videosafety_r1.inference"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'videosafety_r1.alarm' has no attribute {name!r}")
+
 
 __all__ = [
     "FORMAT_VERSION",
@@ -45,7 +63,11 @@ __all__ = [
     "load_pretrained",
     "neutral_form",
     "neutralise_alarm_literals",
+    "neutralise_messages",
+    "neutralise_special_tokens",
+    "special_token_literals",
     "predict_harm",
+    "read_video_sampling",
     "register_alarm_tokens",
     "save_pretrained",
 ]

@@ -1,4 +1,4 @@
-"""Saving, loading, exporting and batch inference for alarm-token models.
+"""Saving, loading and exporting alarm-token models (batch inference lives in :mod:`videosafety_r1.inference`).
 
 Two on-disk forms (design.md, "Alarm tokens, two representations"):
 - the training form (`save_pretrained`): the base checkpoint as transformers writes it (or a PEFT adapter), plus
@@ -13,16 +13,16 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from ..zero3 import any_partitioned, full_shape, gathered
 from .model import FORMAT_VERSION, AlarmVideoLLM, add_alarm_tokens
-from .tokens import AlarmConfig, alarm_chat_template, insert_alarm_tokens
+from .tokens import AlarmConfig, alarm_chat_template, special_token_literals
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ ALARM_HEADS_FILE = "alarm_heads.safetensors"
 
 
 def _meta(model: AlarmVideoLLM, exported: bool, lora: bool) -> dict[str, Any]:
-    return {
+    meta = {
         "format_version": FORMAT_VERSION,
         "exported": exported,
         "lora": lora,
@@ -40,6 +40,18 @@ def _meta(model: AlarmVideoLLM, exported: bool, lora: bool) -> dict[str, Any]:
         "textual_alarm_token_id": model.textual_alarm_token_id,
         "alarm_config": model.alarm_config.to_dict(),
     }
+    if getattr(model, "video_sampling", None):
+        meta["video_sampling"] = dict(model.video_sampling)
+    return meta
+
+
+def _video_sampling(value: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"video_fps": float > 0, "video_max_frames": int >= 1}``, checked (a typo would silently decode wrong)."""
+    unknown = set(value) - {"video_fps", "video_max_frames"}
+    fps, frames = value.get("video_fps"), value.get("video_max_frames")
+    if unknown or not isinstance(fps, (int, float)) or fps <= 0 or not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"video_sampling must be {{'video_fps': > 0, 'video_max_frames': >= 1}}, got {dict(value)}")
+    return {"video_fps": float(fps), "video_max_frames": int(frames)}
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
@@ -52,14 +64,20 @@ def save_pretrained(
     processor: Any = None,
     merge_lora: bool = False,
     state_dict: dict[str, torch.Tensor] | None = None,
+    video_sampling: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> Path:
     """Write the training form. With LoRA, the adapter is saved (PEFT layout) unless `merge_lora=True`.
+
+    `video_sampling` (``{"video_fps", "video_max_frames"}``, what the trainers pass from their config) is recorded
+    in ``alarm_config.json`` and kept on the model; `predict_harm` and evaluation use it as their default.
 
     `state_dict` is the wrapper's full state dict when the caller gathered it (DeepSpeed ZeRO-3 via the Trainer,
     which calls this on one rank only); without it the alarm weights are gathered here, so under ZeRO-3 every rank
     must call this.
     """
+    if video_sampling is not None:
+        model.video_sampling = _video_sampling(video_sampling)
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
     lora = hasattr(model.base, "peft_config")
@@ -196,7 +214,19 @@ def load_pretrained(
     unexpected = [k for k in unexpected if not k.startswith("base.")]
     if unexpected:
         raise ValueError(f"{path_or_id}: unexpected alarm weights {unexpected}")
+    if meta.get("video_sampling"):
+        model.video_sampling = _video_sampling(meta["video_sampling"])
     return model, processor
+
+
+def read_video_sampling(path_or_id: str | Path) -> dict[str, Any] | None:
+    """The video sampling a checkpoint was trained with (``{"video_fps", "video_max_frames"}`` from its
+    ``alarm_config.json``), without loading the model; None when it recorded none."""
+    meta_path = _resolve(path_or_id, ALARM_CONFIG_FILE)
+    if not meta_path:
+        return None
+    recorded = json.loads(Path(meta_path).read_text()).get("video_sampling")
+    return _video_sampling(recorded) if recorded else None
 
 
 def load_checkpoint_weights(model: AlarmVideoLLM, directory: str | Path) -> None:
@@ -256,67 +286,10 @@ def export_plain_checkpoint(model: AlarmVideoLLM, processor: Any, out_dir: str |
         save_file(heads, str(out / ALARM_HEADS_FILE), metadata={"format": "pt"})
     _write_json(out / ALARM_CONFIG_FILE, _meta(model, exported=True, lora=False))
     exported = copy.deepcopy(processor)
-    template = alarm_chat_template(processor.chat_template, model.alarm_config)
+    literals = special_token_literals(processor.tokenizer, model.alarm_config)
+    template = alarm_chat_template(processor.chat_template, model.alarm_config, special_tokens=literals)
     exported.chat_template = template
     exported.tokenizer.chat_template = template
     exported.save_pretrained(out)
     logger.info("exported plain checkpoint to %s (LoRA merged: %s)", out, lora)
     return out
-
-
-def _video_input(video: Any, fps: float, max_frames: int) -> tuple[np.ndarray, Any]:
-    from transformers.video_utils import VideoMetadata
-
-    if isinstance(video, (str, Path)):
-        from videosafety_r1.data.video import load_video
-
-        return load_video(video, fps=fps, max_frames=max_frames)
-    if isinstance(video, tuple):
-        return video
-    frames = np.asarray(video)
-    n = frames.shape[0]
-    return frames, VideoMetadata(total_num_frames=n, fps=fps, frames_indices=list(range(n)), duration=n / fps)
-
-
-def build_alarm_inputs(
-    processor: Any, videos: list[Any], texts: list[str], fps: float = 1.0, max_frames: int = 90
-) -> Any:
-    """Processor inputs for a batch of (video or None, question) pairs, with alarm tokens placed."""
-    prompts, frames, metas = [], [], []
-    for video, text in zip(videos, texts, strict=True):
-        content: list[dict[str, Any]] = [{"type": "text", "text": text}]
-        if video is not None:
-            content.insert(0, {"type": "video"})
-            f, m = _video_input(video, fps, max_frames)
-            frames.append(f)
-            metas.append(m)
-        chat = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
-        prompts.append(insert_alarm_tokens(chat, processor))
-    kwargs: dict[str, Any] = {}
-    if frames:
-        kwargs = dict(videos=frames, video_metadata=metas, do_sample_frames=False)
-    return processor(text=prompts, padding=True, return_tensors="pt", **kwargs)
-
-
-@torch.no_grad()
-def predict_harm(
-    model: AlarmVideoLLM, processor: Any, videos: list[Any], texts: list[str], fps: float = 1.0, max_frames: int = 90
-) -> dict[str, torch.Tensor]:
-    """Harm probabilities from the two heads for a batch: `{"visual": [B], "textual": [B]}`.
-
-    `videos` items are a path, a uint8 frame array `[T, H, W, 3]`, a `(frames, metadata)` pair, or None.
-    """
-    if model.visual_head is None:
-        raise ValueError("this model has no harm heads (AlarmConfig.use_heads=False)")
-    tokenizer = processor.tokenizer
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    try:
-        inputs = build_alarm_inputs(processor, videos, texts, fps, max_frames)
-    finally:
-        tokenizer.padding_side = side
-    device = model.get_input_embeddings().weight.device
-    out = model(**{k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()})
-    return {
-        "visual": torch.sigmoid(out.visual_alarm_logits.float()).cpu(),
-        "textual": torch.sigmoid(out.textual_alarm_logits.float()).cpu(),
-    }

@@ -16,13 +16,14 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from ..constants import VISION_MODULE_NAMES
 from ..zero3 import full_shape, gathered
 from .tokens import AlarmConfig
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-_VISION_MODULE_NAMES = ("visual", "vision_model", "vision_tower", "multi_modal_projector", "projector", "mm_projector")
+_VISION_MODULE_NAMES = VISION_MODULE_NAMES
 
 
 @dataclass

@@ -13,10 +13,9 @@ import logging
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from ..constants import TEXTUAL_ALARM, VISUAL_ALARM
 
-VISUAL_ALARM = "<|visual_alarm|>"
-TEXTUAL_ALARM = "<|textual_alarm|>"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,8 +68,15 @@ class AlarmConfig:
 
 
 def neutral_form(literal: str) -> str:
-    """What a typed alarm literal becomes: visibly the same words, but never the special token."""
-    return literal.replace("_", " ")
+    """What a typed special-token literal becomes: visibly the same words, but never the token.
+
+    Underscores become spaces (``<|visual_alarm|>`` -> ``<|visual alarm|>``, ``<|im_start|>`` -> ``<|im start|>``);
+    a literal without one gets a space after its leading punctuation (``<|endoftext|>`` -> ``<| endoftext|>``).
+    """
+    if "_" in literal:
+        return literal.replace("_", " ")
+    cut = next((i for i, ch in enumerate(literal) if ch.isalnum()), 1) or 1
+    return literal[:cut] + " " + literal[cut:]
 
 
 def neutralise_alarm_literals(text: str, config: AlarmConfig | None = None) -> str:
@@ -79,6 +85,53 @@ def neutralise_alarm_literals(text: str, config: AlarmConfig | None = None) -> s
     for literal in (cfg.visual_token, cfg.textual_token):
         text = text.replace(literal, neutral_form(literal))
     return text
+
+
+def special_token_literals(tokenizer: Any, config: AlarmConfig | None = None) -> tuple[str, ...]:
+    """Every literal that typed text must never turn into a token: the tokenizer's special tokens (its special
+    added tokens such as ``<|im_start|>``, ``<|video_pad|>``, ``<|vision_start|>``) and the two alarm literals.
+
+    Longest first, the order in which :func:`neutralise_special_tokens` and the exported template replace them.
+    Literals holding whitespace are left out (their neutral form could not be told apart)."""
+    cfg = config or AlarmConfig()
+    found = {cfg.visual_token, cfg.textual_token}
+    if tokenizer is not None:
+        found.update(getattr(tokenizer, "all_special_tokens", None) or [])
+        decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+        found.update(t.content for t in decoder.values() if getattr(t, "special", False))
+    return tuple(sorted((t for t in found if t and not any(c.isspace() for c in t)), key=lambda t: (-len(t), t)))
+
+
+NEUTRALISE_PASSES = 2
+
+
+def neutralise_special_tokens(text: str, literals: tuple[str, ...]) -> str:
+    """`text` with every literal of `literals` replaced by its neutral form (two passes, in the given order: the
+    exported chat template does exactly the same)."""
+    for _ in range(NEUTRALISE_PASSES):
+        for literal in literals:
+            text = text.replace(literal, neutral_form(literal))
+    return text
+
+
+def neutralise_messages(messages: list[dict[str, Any]], literals: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Copies of chat `messages` whose text (string contents and ``{"type": "text"}`` parts, every role) has the
+    special-token literals neutralised, so no typed text can fake a turn, a visual placeholder or an alarm."""
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            message = {**message, "content": neutralise_special_tokens(content, literals)}
+        elif isinstance(content, (list, tuple)):
+            parts = [
+                {**part, "text": neutralise_special_tokens(part["text"], literals)}
+                if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+                else part
+                for part in content
+            ]
+            message = {**message, "content": parts}
+        out.append(message)
+    return out
 
 
 def _user_turn(text: str, cfg: AlarmConfig) -> tuple[int, int]:
@@ -144,13 +197,42 @@ def _j(s: str) -> str:
     return json.dumps(s)
 
 
-def alarm_chat_template(template: str, config: AlarmConfig | None = None) -> str:
-    """Wrap a chat template so that its rendering equals `insert_alarm_tokens(original rendering)`.
+def _jinja_neutraliser(literals: tuple[str, ...]) -> str:
+    """Jinja that rebinds `messages` to :func:`neutralise_messages` of them (same literals, order and passes)."""
+
+    def chain(expr: str) -> str:
+        for _ in range(NEUTRALISE_PASSES):
+            for lit in literals:
+                expr += "|replace(" + _j(lit) + ", " + _j(neutral_form(lit)) + ")"
+        return expr
+
+    return (
+        "{%- set vsr_m = namespace(msgs=[]) -%}{%- for m in messages -%}"
+        "{%- if m['content'] is defined and m['content'] is string -%}"
+        "{%- set vsr_m.msgs = vsr_m.msgs + [dict(m, content=" + chain("m['content']") + ")] -%}"
+        "{%- elif m['content'] is defined and m['content'] is sequence and m['content'] is not mapping -%}"
+        "{%- set vsr_p = namespace(parts=[]) -%}{%- for part in m['content'] -%}"
+        "{%- if part is mapping and part['type'] == 'text' and part['text'] is string -%}"
+        "{%- set vsr_p.parts = vsr_p.parts + [dict(part, text=" + chain("part['text']") + ")] -%}"
+        "{%- else -%}{%- set vsr_p.parts = vsr_p.parts + [part] -%}{%- endif -%}{%- endfor -%}"
+        "{%- set vsr_m.msgs = vsr_m.msgs + [dict(m, content=vsr_p.parts)] -%}"
+        "{%- else -%}{%- set vsr_m.msgs = vsr_m.msgs + [m] -%}{%- endif -%}{%- endfor -%}"
+        "{%- set messages = vsr_m.msgs -%}"
+    )
+
+
+def alarm_chat_template(
+    template: str, config: AlarmConfig | None = None, special_tokens: tuple[str, ...] | None = None
+) -> str:
+    """Wrap a chat template so that its rendering equals `insert_alarm_tokens(original rendering)` of the messages
+    after :func:`neutralise_messages` with `special_tokens` (default: the two alarm literals only; pass
+    :func:`special_token_literals` of the tokenizer, as `export_plain_checkpoint` does).
 
     Exported checkpoints carry this template, so vLLM, TGI or lmms-eval place the alarm tokens (and neutralise
-    typed literals) without any code of ours.
+    typed special tokens) without any code of ours.
     """
     c = config or AlarmConfig()
+    literals = special_tokens if special_tokens is not None else special_token_literals(None, c)
     va, ta, us, te = _j(c.visual_token), _j(c.textual_token), _j(c.user_turn_start), _j(c.turn_end)
     pads, ends = _j(list(c.visual_pad_tokens)), _j(list(c.vision_end_tokens))
     # Jinja has no while loop: bounded for-loops with a namespace flag play the role of the Python loops above.
@@ -172,7 +254,7 @@ def alarm_chat_template(template: str, config: AlarmConfig | None = None) -> str
         "{%- endif -%}{%- endif -%}"
     )
     return (
-        "{%- set vsr_rendered -%}" + template + "{%- endset -%}"
+        _jinja_neutraliser(tuple(literals)) + "{%- set vsr_rendered -%}" + template + "{%- endset -%}"
         "{%- set ns = namespace(t=vsr_rendered, s=0, e=0, v=-1, best=-1, blen=0, go=false) -%}"
         + user_turn
         + "{%- if ns.t[ns.s:ns.e].endswith("

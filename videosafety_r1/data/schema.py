@@ -11,42 +11,57 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-SAFE, HARMFUL = 0, 1
+from videosafety_r1.constants import HARMFUL, PROBLEM_TYPES, SAFE, SAFETY_PROBLEM_TYPE, TEXTUAL_ALARM, VISUAL_ALARM
+from videosafety_r1.tags import COT_FORMAT, extract_tag, format_cot
+
 #: Marker of the label convention a record is in; the canonical one is 0 = safe, 1 = harmful.
 CANONICAL_CONVENTION = "harmful=1"
 #: The convention of some early releases (1 = safe), only ever converted explicitly (importers.convert_legacy_labels).
 LEGACY_CONVENTION = "safe=1"
-PROBLEM_TYPES = ("free-form-and-choice", "free-form", "multiple choice", "numerical", "OCR", "regression")
-SAFETY_PROBLEM_TYPE = "free-form-and-choice"
 EVAL_SPLITS = ("HH", "SH", "SafeQ")
-ALARM_LITERALS = ("<|visual_alarm|>", "<|textual_alarm|>")
+#: The default alarm literals (``AlarmConfig``'s); validation checks those of the run's ``AlarmConfig``.
+ALARM_LITERALS = (VISUAL_ALARM, TEXTUAL_ALARM)
 MediaType = Literal["video", "image", "none"]
 RecordKind = Literal["sft", "grpo", "eval"]
 
-_TAG_RE = {tag: re.compile(rf"<{tag}>(.*?)</{tag}>", re.DOTALL) for tag in ("think", "answer", "vidType", "textType")}
-COT_RE = re.compile(
-    r"\s*<think>.*?</think>\s*<answer>.*?</answer>\s*<vidType>\s*[01]\s*</vidType>\s*<textType>\s*[01]\s*</textType>\s*",
-    re.DOTALL,
-)
+#: A CoT training target (the grammar of :mod:`videosafety_r1.tags`); kept under its old name.
+COT_RE = COT_FORMAT
 
-
-def extract_tag(text: str, tag: str) -> str | None:
-    """Content of the first ``<tag>…</tag>`` in ``text`` (None when absent), e.g. the reference labels of a solution."""
-    match = _TAG_RE[tag].search(text) if tag in _TAG_RE else re.search(rf"<{tag}>(.*?)</{tag}>", text, re.DOTALL)
-    return match.group(1) if match else None
-
-
-def format_cot(think: str, answer: str, visual: int, textual: int) -> str:
-    """The CoT target of stages 3-4: ``<think>…</think><answer>…</answer><vidType>v</vidType><textType>t</textType>``."""
-    return f"<think>{think}</think><answer>{answer}</answer><vidType>{visual}</vidType><textType>{textual}</textType>"
+__all__ = [
+    "ALARM_LITERALS",
+    "CANONICAL_CONVENTION",
+    "COT_RE",
+    "EVAL_SPLITS",
+    "HARMFUL",
+    "LEGACY_CONVENTION",
+    "PROBLEM_TYPES",
+    "SAFE",
+    "SAFETY_PROBLEM_TYPE",
+    "EvalRecord",
+    "GRPORecord",
+    "LabelConventionError",
+    "Media",
+    "Record",
+    "SFTRecord",
+    "SafetyLabels",
+    "Turn",
+    "convert_legacy_labels",
+    "extract_tag",
+    "format_cot",
+    "mark_legacy",
+]
 
 
 @dataclass(frozen=True)
 class Media:
-    """What the sample shows: a video or image path relative to the data root, or nothing (text-only)."""
+    """What the sample shows: a video or image path relative to the data root, or nothing (text-only).
+
+    ``root`` is the data root the path belongs to when a loader serves several sets (never read from rows, never
+    written back: ``to_dict`` leaves it out)."""
 
     type: MediaType = "none"
     path: str | None = None
+    root: str | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any] | None:
         return None if self.type == "none" else {"type": self.type, "path": self.path}

@@ -100,9 +100,15 @@ def _compare(labels: SafetyLabels | None, tags: SafetyLabels | None, where: str,
         )
 
 
-def check_record(record: Record, media_checker: Any, require_cot: bool = False) -> list[RowIssue]:
-    """Semantic checks of one parsed record (labels, tags, problem type, media, alarm literals)."""
+def check_record(
+    record: Record, media_checker: Any, require_cot: bool = False, alarm_config: Any = None
+) -> list[RowIssue]:
+    """Semantic checks of one parsed record (labels, tags, problem type, media, alarm literals).
+
+    The alarm literals are ``alarm_config``'s (an ``AlarmConfig``; its defaults when None), so custom alarm strings
+    are checked too."""
     issues: list[RowIssue] = []
+    literals = (alarm_config.visual_token, alarm_config.textual_token) if alarm_config is not None else ALARM_LITERALS
     if record.label_convention != CANONICAL_CONVENTION:
         msg = f"labels are in convention {record.label_convention!r}; convert them with convert_legacy_labels"
         issues.append(RowIssue("label_convention", "label_convention", msg))
@@ -171,7 +177,7 @@ def check_record(record: Record, media_checker: Any, require_cot: bool = False) 
     if labels is not None and labels.visual == 1 and media.type == "none":
         issues.append(RowIssue("safety_labels.visual", "contradictory_labels", "visual = 1 (harmful) but no media"))
     for where, text in texts:
-        for literal in ALARM_LITERALS:
+        for literal in literals:
             if literal in text:
                 issues.append(RowIssue(where, "alarm_literal", f"contains the literal alarm token {literal}"))
     return issues
@@ -220,6 +226,7 @@ def validate_file(
     kind: Kind = "auto",
     check_videos: bool = True,
     legacy_labels: bool = False,
+    alarm_config: Any = None,
 ) -> tuple[list[tuple[int, Record]], ValidationReport]:
     """Parse and check every row of one JSONL file; return the good ``(line, record)`` pairs and the report.
 
@@ -248,7 +255,7 @@ def validate_file(
                 if legacy_labels:
                     records = [convert_legacy_labels(mark_legacy(r)) for r in records]
                 for record in records:
-                    issues.extend(check_record(record, checker, require_cot=kind == "cot"))
+                    issues.extend(check_record(record, checker, require_cot=kind == "cot", alarm_config=alarm_config))
                     if kind not in ("auto", "cot") and record.kind != kind:
                         issues.append(RowIssue("<row>", "wrong_kind", f"expected a {kind} row, got {record.kind}"))
         report.problems.extend(Problem(str(path), line, i.field, i.kind, i.message) for i in issues)
@@ -265,6 +272,7 @@ def load_dataset_checked(
     on_bad_row: OnBadRow = "error",
     check_videos: bool = True,
     legacy_labels: bool = False,
+    alarm_config: Any = None,
 ) -> tuple[list[Record], ValidationReport]:
     """What recipes call at start-up: typed records plus the validation report.
 
@@ -273,7 +281,9 @@ def load_dataset_checked(
     """
     if on_bad_row not in ("error", "skip"):
         raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
-    good, report = validate_file(path, data_root, kind=kind, check_videos=check_videos, legacy_labels=legacy_labels)
+    good, report = validate_file(
+        path, data_root, kind=kind, check_videos=check_videos, legacy_labels=legacy_labels, alarm_config=alarm_config
+    )
     if report.problems and on_bad_row == "error":
         raise DataValidationError(report)
     report.skipped_lines = sorted({(p.file, p.line) for p in report.problems})

@@ -35,8 +35,15 @@ class EvalConfig:
     )
     on_bad_row: str = field(default="error", metadata={"help": "Invalid benchmark rows: error (stop) or skip (log)."})
     max_samples: int | None = field(default=None, metadata={"help": "Evaluate only the first N rows (smoke runs)."})
-    fps: float = field(default=1.0, metadata={"help": "Frames per second sampled from each video."})
-    max_frames: int = field(default=90, metadata={"help": "Most frames per video."})
+    fps: float | None = field(
+        default=None,
+        metadata={
+            "help": "Frames per second sampled from each video; unset: the checkpoint's training value, else 1."
+        },
+    )
+    max_frames: int | None = field(
+        default=None, metadata={"help": "Most frames per video; unset: the checkpoint's training value, else 90."}
+    )
     text_only_pass: bool = field(
         default=False,
         metadata={
@@ -115,13 +122,13 @@ class EvalConfig:
         if self.on_bad_row not in ("error", "skip"):
             raise ValueError(f"on_bad_row must be error or skip, got {self.on_bad_row!r}")
         for name in ("batch_size", "max_new_tokens", "max_frames", "judge_concurrency", "judge_batch_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.fps <= 0:
+        if self.fps is not None and self.fps <= 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
         if self.bootstrap_samples < 0:
             raise ValueError("bootstrap_samples must be >= 0")

@@ -57,7 +57,7 @@ def build_sample(
         "query": row.get("query"),
         "completion": completion,
         "answer": tags.answer,
-        "format_ok": tags.answer is not None,
+        "format_ok": tags.answer_count == 1,  # one complete <answer> span (videosafety_r1.tags)
         "vid_type": tags.vid_type,
         "text_type": tags.text_type,
         "visual_label": labels.get("visual"),

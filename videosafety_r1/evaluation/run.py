@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from ..constants import parse_dtype
+from ..inputs import video_sampling
 from .alarm_metrics import alarm_metrics_from_records
 from .config import EvalConfig
 from .judges import Judge, JudgeItem, KeywordJudge
@@ -57,6 +58,7 @@ class EvalItem:
     media_type: str  # "video" | "image" | "none"
     media_path: Path | None
     text_only_pass: bool = False
+    data_root: Path | None = None  # the root the row's media path must stay under (None: media_path is trusted)
 
     @property
     def id(self) -> str:
@@ -72,7 +74,7 @@ def build_eval_items(records: Sequence[Any], data_root: str | Path, text_only_pa
         row = record.to_dict() if hasattr(record, "to_dict") else dict(record)
         media = row.get("media") or {}
         mtype = media.get("type", "none") or "none"
-        items.append(EvalItem(row, mtype, root / media["path"] if mtype != "none" else None))
+        items.append(EvalItem(row, mtype, root / media["path"] if mtype != "none" else None, data_root=root))
     if text_only_pass:
         for item in list(items):
             if item.media_type != "none" and item.row.get("split") not in SAFE_SPLITS:
@@ -110,45 +112,30 @@ def build_eval_inputs(
     max_frames: int,
     alarm_tokens: bool = True,
     prompt_format: str = "query",
+    alarm_config: Any = None,
 ) -> Any:
-    """Processor inputs for a batch (left-padded so the last position is every row's next token); alarm tokens are
-    placed when the model has them. Videos are decoded at ``fps`` (at most ``max_frames``), images read as RGB.
-    ``prompt_format="reasoning"`` appends the format instructions a CoT/GRPO-trained model saw in training."""
-    from videosafety_r1.alarm import insert_alarm_tokens
-    from videosafety_r1.data import load_video
-    from videosafety_r1.data.collate import REASONING_INSTRUCTION, SAFETY_INSTRUCTION
+    """Processor inputs for a batch through the input road (:mod:`videosafety_r1.inputs`), left-padded so the
+    last position is every row's next token: the same prompt, frames and metadata as training and ``predict_harm``.
+    Alarm tokens are placed when the model has them (``alarm_tokens``). Videos are decoded at ``fps`` (at most
+    ``max_frames``) from under the item's data root, images read as RGB. ``prompt_format="reasoning"`` appends the
+    format instructions a CoT/GRPO-trained model saw in training."""
+    from videosafety_r1.data.schema import Media
+    from videosafety_r1.inputs import build_prompt, eval_user_text, processor_inputs
+    from videosafety_r1.media import LoadedMedia, MediaLoader
 
-    prompts: list[str] = []
-    videos, metas, images = [], [], []
+    prompts = []
     for item in items:
-        text = str(item.row.get("query") or "")
-        if prompt_format == "reasoning":
-            text += "\n" + REASONING_INSTRUCTION + SAFETY_INSTRUCTION
-        content: list[dict[str, Any]] = [{"type": "text", "text": text}]
-        if item.media_type == "video":
-            frames, meta = load_video(item.media_path, fps=fps, max_frames=max_frames)
-            videos.append(frames)
-            metas.append(meta)
-            content.insert(0, {"type": "video"})
-        elif item.media_type == "image":
-            from PIL import Image
-
-            with Image.open(item.media_path) as im:
-                images.append(np.array(im.convert("RGB")))
-            content.insert(0, {"type": "image"})
-        chat = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
-        prompts.append(insert_alarm_tokens(chat, processor) if alarm_tokens else chat)
-    kwargs: dict[str, Any] = {}
-    if videos:
-        kwargs.update(videos=videos, video_metadata=metas, do_sample_frames=False)
-    if images:
-        kwargs["images"] = images
-    tokenizer = processor.tokenizer
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    try:
-        return processor(text=prompts, padding=True, return_tensors="pt", **kwargs)
-    finally:
-        tokenizer.padding_side = side
+        text = eval_user_text(str(item.row.get("query") or ""), prompt_format)
+        if item.media_type == "none":
+            loaded = LoadedMedia()
+        elif item.data_root is not None:  # a data row: its path must stay under its root
+            path = (item.row.get("media") or {}).get("path")
+            loaded = MediaLoader(item.data_root, fps, max_frames).load(Media(item.media_type, path), item.id)
+        else:  # an item built by the caller around a path of its own
+            path = Path(item.media_path)
+            loaded = MediaLoader(path.parent, fps, max_frames).load(Media(item.media_type, path.name), item.id)
+        prompts.append(build_prompt(processor, text, loaded, alarm=alarm_tokens, alarm_config=alarm_config, fps=fps))
+    return processor_inputs(processor, prompts, padding_side="left", ids=[it.id for it in items])
 
 
 @torch.no_grad()
@@ -237,7 +224,7 @@ def summary_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _load_model(config: EvalConfig) -> tuple[Any, Any]:
     from videosafety_r1.alarm import load_pretrained
 
-    dtype = config.dtype if config.dtype == "auto" else getattr(torch, config.dtype)
+    dtype = parse_dtype(config.dtype)
     return load_pretrained(config.model_name_or_path, dtype=dtype, attn_implementation=config.attn_implementation)
 
 
@@ -346,6 +333,14 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data_root = config.data_root or str(Path(config.eval_file).parent)
+    # unset fps / max_frames: as the checkpoint was trained (read before any model loads, so validation decodes alike)
+    if model is not None:
+        recorded = getattr(model, "video_sampling", None)
+    else:
+        from videosafety_r1.alarm import read_video_sampling
+
+        recorded = read_video_sampling(config.model_name_or_path)
+    fps, max_frames = video_sampling(recorded, config.fps, config.max_frames)
     records, _ = load_dataset_checked(config.eval_file, data_root, kind="eval", on_bad_row=config.on_bad_row)
     if config.max_samples is not None:
         records = records[: config.max_samples]
@@ -380,7 +375,13 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
         with SampleWriter(target) as writer:
             for batch in tqdm(_batches(shard, config.batch_size), desc="evaluate", disable=not state.is_main_process):
                 inputs = build_eval_inputs(
-                    processor, batch, config.fps, config.max_frames, alarm, prompt_format=config.prompt_format
+                    processor,
+                    batch,
+                    fps,
+                    max_frames,
+                    alarm,
+                    prompt_format=config.prompt_format,
+                    alarm_config=getattr(model, "alarm_config", None),
                 )
                 completions, probs = generate_batch(model, processor, inputs, config)
                 responses = [response_for_judging(c) for c in completions]

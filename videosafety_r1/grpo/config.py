@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 import trl
 from transformers.trainer_utils import SchedulerType
+
+from ..constants import parse_dtype
 
 ADVANTAGE_SCALES = ("group", "batch", "none")
 MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
@@ -177,7 +178,7 @@ class GRPOConfig(trl.GRPOConfig):
     @property
     def load_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``load_pretrained`` of the policy (and of the reference, when reloaded)."""
-        dtype = "auto" if self.model_dtype == "auto" else getattr(torch, self.model_dtype)
+        dtype = parse_dtype(self.model_dtype)
         return {**(self.model_init_kwargs or {}), "dtype": dtype, "attn_implementation": self.attn_implementation}
 
     @property

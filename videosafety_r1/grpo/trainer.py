@@ -389,7 +389,10 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
         if not self.args.should_save:
             return
         # `state_dict` (DeepSpeed: gathered on all ranks, saved here by one) is the wrapper's, alarm weights included
-        save_pretrained(model, output_dir, processor=self.processing_class, state_dict=state_dict)
+        sampling = {"video_fps": self.args.video_fps, "video_max_frames": self.args.video_max_frames}
+        save_pretrained(
+            model, output_dir, processor=self.processing_class, state_dict=state_dict, video_sampling=sampling
+        )
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:

@@ -24,9 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..constants import VISION_TOWER_NAMES
+
 logger = logging.getLogger(__name__)
 
-VISION_MODULE_NAMES = ("visual", "vision_model", "vision_tower")
+VISION_MODULE_NAMES = VISION_TOWER_NAMES  # the encoders only; projectors run on cached features
 
 
 def find_vision_module(model: nn.Module) -> tuple[nn.Module, str, nn.Module] | None:

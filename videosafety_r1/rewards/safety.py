@@ -25,7 +25,7 @@ def _rouge_mean(refs: list[Tags], outs: list[Tags], rows: list[int], tokenizer: 
     """R in [0, 1] for the given rows, in one batched call."""
     if not rows:
         return {}
-    scores = rouge_scores([refs[i].answer for i in rows], [outs[i].answer for i in rows], tokenizer, device)
+    scores = rouge_scores([refs[i].answer_text for i in rows], [outs[i].answer_text for i in rows], tokenizer, device)
     return dict(zip(rows, scores.mean(dim=1).clamp(0.0, 1.0).tolist()))
 
 
@@ -93,7 +93,9 @@ def accuracy_reward(
     ocr_rows = [i for i, t in enumerate(types) if t == "OCR"]
     ocr = {}
     if ocr_rows:
-        wer = word_error_rates([refs[i].answer for i in ocr_rows], [outs[i].answer for i in ocr_rows], device)
+        wer = word_error_rates(
+            [refs[i].answer_text for i in ocr_rows], [outs[i].answer_text for i in ocr_rows], device
+        )
         ocr = dict(zip(ocr_rows, (1.0 - wer).clamp(0.0, 1.0).tolist()))
     c_v, c_t = _label_hits(refs, outs, _safety_rows(types))
     rewards: list[float | None] = []
@@ -106,11 +108,11 @@ def accuracy_reward(
         elif ptype == "OCR":
             rewards.append(ocr[i])
         elif ptype == "multiple choice":
-            rewards.append(float(out.has_answer and out.answer == ref.answer))
+            rewards.append(float(out.has_answer and out.answer == ref.answer_text))
         elif ptype == "numerical":
-            rewards.append(_numerical(ref.answer, out.answer) if out.has_answer else 0.0)
+            rewards.append(_numerical(ref.answer_text, out.answer_text) if out.has_answer else 0.0)
         elif ptype == "regression":
-            rewards.append(_regression(ref.answer, out.answer) if out.has_answer else 0.0)
+            rewards.append(_regression(ref.answer_text, out.answer_text) if out.has_answer else 0.0)
         else:
             if str(ptype) not in _warned_types:
                 _warned_types.add(str(ptype))

@@ -1,32 +1,32 @@
 """Parse completions and solutions into tags once, and validate reference solutions.
 
-Every reward term reads the same tags; the parse is cached by text so that the split terms, called one after
-another on the same completions, do not parse them again.
+Every reward term reads the same tags (the grammar of :mod:`videosafety_r1.tags`: the first complete ``<answer>``
+counts); the parse is cached by text so that the split terms, called one after another on the same completions, do
+not parse them again.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
-SAFETY = "free-form-and-choice"
-PROBLEM_TYPES = (SAFETY, "free-form", "multiple choice", "numerical", "OCR", "regression")
-LABELS = ("0", "1")
+from ..constants import LABELS, PROBLEM_TYPES, SAFETY_PROBLEM_TYPE
+from ..tags import Tags, parse_tags
 
-_ANSWER = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
-_VID = re.compile(r"<vidType>\s*(.*?)\s*</vidType>", re.DOTALL)
-_TEXT = re.compile(r"<textType>\s*(.*?)\s*</textType>", re.DOTALL)
+SAFETY = SAFETY_PROBLEM_TYPE
 
-
-class Tags(NamedTuple):
-    """What the rewards read from one text; ``None`` where the tag is missing."""
-
-    answer: str  # "" when missing, as the published extract_answer
-    has_answer: bool
-    vid_type: str | None
-    text_type: str | None
+__all__ = [
+    "LABELS",
+    "PROBLEM_TYPES",
+    "SAFETY",
+    "Tags",
+    "broadcast",
+    "completion_text",
+    "parse_batch",
+    "parse_number",
+    "parse_tags",
+    "validate_solution",
+]
 
 
 def completion_text(completion: Any) -> str:
@@ -52,18 +52,6 @@ def completion_text(completion: Any) -> str:
         parts = [p.get("text", "") if isinstance(p, dict) else p for p in content]
         return "".join(p for p in parts if isinstance(p, str))
     return ""
-
-
-def _first(pattern: re.Pattern, text: str) -> str | None:
-    match = pattern.search(text)
-    return match.group(1).strip() if match else None
-
-
-@lru_cache(maxsize=16384)
-def parse_tags(text: str) -> Tags:
-    """First ``<answer>``, ``<vidType>`` and ``<textType>`` of a text, stripped (cached by text)."""
-    answer = _first(_ANSWER, text)
-    return Tags(answer or "", answer is not None, _first(_VID, text), _first(_TEXT, text))
 
 
 def parse_batch(values: list[Any]) -> list[Tags]:
@@ -94,15 +82,15 @@ def validate_solution(solution: Any, problem_type: Any) -> list[str]:
     tags = parse_tags(solution)
     if not tags.has_answer:
         problems.append("solution has no <answer>...</answer>")
-    elif not tags.answer and problem_type != SAFETY:
+    elif not tags.answer_text and problem_type != SAFETY:
         problems.append("solution <answer> is empty")
     if problem_type == SAFETY:
-        for name, value in (("vidType", tags.vid_type), ("textType", tags.text_type)):
+        for name, value in (("vidType", tags.vid_type_raw), ("textType", tags.text_type_raw)):
             if value is None:
                 problems.append(f"safety solution has no <{name}>...</{name}>")
             elif value not in LABELS:
                 problems.append(f"<{name}> must be 0 (safe) or 1 (harmful), got {value!r}")
-    elif problem_type in ("numerical", "regression") and tags.has_answer and parse_number(tags.answer) is None:
+    elif problem_type in ("numerical", "regression") and tags.has_answer and parse_number(tags.answer_text) is None:
         problems.append(f"{problem_type} solution <answer> is not a finite number: {tags.answer!r}")
     return problems
 
