@@ -136,6 +136,7 @@ class RolloutLogMixin:
         self._flush_completions()
         if self.args.log_completions and self.accelerator.is_main_process and self._latest_rows:
             self._show_samples()
+        self._latest_rows = []  # each generation batch is shown once
 
     def _flush_completions(self) -> None:
         """Append the pending sample rows to ``completions.jsonl`` (main process)."""
