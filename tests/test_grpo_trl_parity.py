@@ -29,7 +29,9 @@ CASES = {
     "entropy_quantile": {"loss_type": "dapo", "top_entropy_quantile": 0.5},
     "off_policy": {"loss_type": "grpo", "off_policy_mask_threshold": 0.05},
     "entropy_bonus": {"loss_type": "bnpo", "entropy_coef": 0.1, "top_entropy_quantile": 0.7},
-    "adaptive_entropy": {"loss_type": "grpo", "use_adaptive_entropy": True, "entropy_coef": 0.2, "entropy_target": 9.0},
+    # the controller: raised to entropy_coef_max below the target, lowered to entropy_coef_min above it
+    "adaptive_up": {"loss_type": "grpo", "use_adaptive_entropy": True, "entropy_coef": 0.2, "entropy_target": 9.0},
+    "adaptive_down": {"loss_type": "dapo", "use_adaptive_entropy": True, "entropy_coef": 0.2, "entropy_target": 0.0},
 }
 
 
@@ -78,8 +80,8 @@ def _args(case):
         off_policy_mask_threshold=None,
         entropy_coef=0.0,
         use_adaptive_entropy=False,
-        entropy_coef_min=0.0,
-        entropy_coef_max=1.0,
+        entropy_coef_min=0.18,
+        entropy_coef_max=0.22,
         entropy_coef_delta=0.05,
         entropy_target=0.2,
         max_completion_length=8,
@@ -194,8 +196,9 @@ def test_objective_matches_trl_with_accumulation(case):
     assert ours[1].abs().sum() > 0  # the case has a gradient to compare
     torch.testing.assert_close(ours[0], trl[0], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(ours[1], trl[1], atol=1e-6, rtol=1e-5)
-    if CASES[case].get("use_adaptive_entropy"):  # the controller moved the same way
-        assert our_obj.entropy_coef == pytest.approx(trl_obj.entropy_coef) != CASES[case]["entropy_coef"]
+    if CASES[case].get("use_adaptive_entropy"):  # the controller moved the same way, to the bound
+        assert our_obj.entropy_coef == pytest.approx(trl_obj.entropy_coef)
+        assert our_obj.entropy_coef == pytest.approx(0.22 if case == "adaptive_up" else 0.18)
 
 
 def test_accumulation_scaling_is_not_a_no_op():

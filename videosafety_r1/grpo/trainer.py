@@ -223,7 +223,7 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
         if self._buffer is None:
             self._continue_schedule(every)
         if self._buffer is None or self._step % every == 0:
-            self._buffer = self._generate_and_score([as_grpo_record(r) for r in rows])
+            self._buffer = self._generate_and_score(list(rows))
         return self._buffer[self._step % self.args.steps_per_generation]
 
     def _continue_schedule(self, every: int) -> None:
@@ -260,7 +260,7 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
         self._generation += 1
         if self.vision_cache is not None:
             self.vision_cache.clear()
-        items = [collate_prompt(self.prompt_collator, r) for r in rows]
+        items = [collate_prompt(self.prompt_collator, as_grpo_record(r)) for r in rows]  # rows: raw, every column
         B = len(items)
         order = [i for i in range(B) for _ in range(G)]
         build = dict(
