@@ -41,7 +41,9 @@ def test_disable_dropout(grpo_data, tmp_path, disable):
     model = add_alarm_tokens(model, processor)
     model.extra_dropout = torch.nn.Dropout(0.5)  # TRL's disable_dropout_in_model acts on nn.Dropout modules
     config = tiny_grpo_config(tmp_path / "out", root, bf16=False, disable_dropout=disable, beta=0.04)
-    trainer = VideoGRPOTrainer(model, config, train_dataset=records, processing_class=processor, reward_funcs=[token_sum])
+    trainer = VideoGRPOTrainer(
+        model, config, train_dataset=records, processing_class=processor, reward_funcs=[token_sum]
+    )
     expected = 0.0 if disable else 0.5
     assert trainer.model.extra_dropout.p == expected and trainer.ref_model.extra_dropout.p == expected
 
@@ -158,7 +160,12 @@ def test_sparse_term_window_mean_ignores_batches_without_scores(grpo_data, tmp_p
         return [None] * len(completions) if len(calls) % 2 else [1.0] * len(completions)
 
     trainer = _trainer(
-        grpo_data, tmp_path, reward_funcs=[sometimes, token_sum], max_steps=4, logging_steps=2, per_device_train_batch_size=2
+        grpo_data,
+        tmp_path,
+        reward_funcs=[sometimes, token_sum],
+        max_steps=4,
+        logging_steps=2,
+        per_device_train_batch_size=2,
     )
     trainer.train()
     windows = [h for h in trainer.state.log_history if "rewards/sometimes/mean" in h]
@@ -219,7 +226,9 @@ def test_log_unique_prompts_dedupes_the_wandb_table(monkeypatch):
 
 def test_console_numbers_are_tidy(grpo_data, tmp_path, caplog):
     assert [tidy_number(v) for v in (0.123456, 4.0, 2e-6, True, "x")] == ["0.123", 4, "2.000e-06", True, "x"]
-    assert "1.235" in format_sample_table([{"r": 1.23456, "t": "a\nb"}]) and "a b" in format_sample_table([{"t": "a\nb"}])
+    assert "1.235" in format_sample_table([{"r": 1.23456, "t": "a\nb"}]) and "a b" in format_sample_table(
+        [{"t": "a\nb"}]
+    )
     trainer = _trainer(grpo_data, tmp_path, max_steps=1)  # disable_tqdm: the printer callback
     assert any(isinstance(cb, TidyPrinterCallback) for cb in trainer.callback_handler.callbacks)
     with caplog.at_level(logging.INFO, logger="videosafety_r1.grpo.logs"):

@@ -257,6 +257,8 @@ def test_bad_reward_in_yaml_fails_before_any_model_loads(tmp_path, user_rewards)
     from videosafety_r1.config import load_config
 
     path = tmp_path / "grpo.yaml"
-    path.write_text(f"output_dir: {tmp_path}\nuse_cpu: true\nreport_to: []\nreward_funcs: [format, my_lab.rewards:typo]\n")
+    path.write_text(
+        f"output_dir: {tmp_path}\nuse_cpu: true\nreport_to: []\nreward_funcs: [format, my_lab.rewards:typo]\n"
+    )
     with pytest.raises(ValueError, match="has no function 'typo'"):
         load_config(GRPOConfig, path)
