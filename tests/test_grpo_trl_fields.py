@@ -7,6 +7,7 @@ docs/grpo.md's table must list the same split. Also: the renamed spellings, per-
 
 import dataclasses
 import importlib
+import json
 import logging
 import re
 import sys
@@ -232,7 +233,7 @@ def test_reward_path_and_kwargs_from_config(tmp_path, user_rewards):
     funcs = resolve_reward_funcs(config.reward_funcs, config.reward_params, config.reward_kwargs)
     assert funcs[1](completions=["abcdefgh", "ab"]) == [2.0, 1.0]  # cap 4, scale 0.5
     assert reward_name(name) == "length_bonus" and funcs[1].__name__ == "length_bonus"
-    as_json = make(tmp_path, reward_funcs=[name], reward_kwargs='{"%s": {"scale": 2.0}}' % name)
+    as_json = make(tmp_path, reward_funcs=[name], reward_kwargs=json.dumps({name: {"scale": 2.0}}))
     assert as_json.reward_kwargs_for(name) == {"scale": 2.0}
 
 
