@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -193,9 +194,11 @@ def test_shipped_grpo_configs_use_the_new_spellings(path, caplog):
     assert "model_dtype" not in text and "on_bad_row: raise" not in text
     from videosafety_r1.config import load_config
 
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         config = load_config(GRPOConfig, path, ["--use_cpu", "true", "--bf16", "false", "--report_to", "none"])
     assert "deprecated" not in caplog.text
+    assert not [w for w in caught if "deprecated" in str(w.message)], [str(w.message) for w in caught]
     assert config.dtype in ("auto", "bfloat16", "float32")
 
 
@@ -252,6 +255,18 @@ def test_reward_path_and_kwargs_from_config(tmp_path, user_rewards):
 def test_bad_rewards_fail_at_config_load(tmp_path, user_rewards, funcs, kwargs, match):
     with pytest.raises(ValueError, match=match):
         make(tmp_path, reward_funcs=funcs, reward_kwargs=kwargs)
+
+
+def test_reward_kwargs_from_yaml(tmp_path, user_rewards):
+    from videosafety_r1.config import load_config
+
+    path = tmp_path / "grpo.yaml"
+    path.write_text(
+        f"output_dir: {tmp_path}\nuse_cpu: true\nreport_to: []\nreward_funcs: [format, 'my_lab.rewards:length_bonus']\n"
+        "reward_kwargs:\n  'my_lab.rewards:length_bonus': {scale: 0.5, cap: 3}\n"
+    )
+    config = load_config(GRPOConfig, path)
+    assert config.reward_kwargs_for("my_lab.rewards:length_bonus") == {"scale": 0.5, "cap": 3}
 
 
 def test_bad_reward_in_yaml_fails_before_any_model_loads(tmp_path, user_rewards):
