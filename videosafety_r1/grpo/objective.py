@@ -78,7 +78,8 @@ class ObjectiveMixin:
         (the Trainer divides by them again: it knows nothing of our normalisers). ``dapo`` divides by
         ``num_items_in_batch / num_processes * accumulation / steps_per_generation`` like TRL."""
         args, mask = self.args, inputs["completion_mask"]  # [N, T]
-        accumulation = self.current_gradient_accumulation_steps
+        # set by the Trainer's loop (the last window may be shorter); outside it, the configured value
+        accumulation = getattr(self, "current_gradient_accumulation_steps", None) or args.gradient_accumulation_steps
         policy_mask = entropy_mask = None
         if args.top_entropy_quantile < 1.0:
             policy_mask = entropy_mask = self._high_entropy_mask(entropies.detach(), mask).to(logps.dtype)
