@@ -250,3 +250,35 @@ def test_resume_trims_replayed_steps_from_completions(grpo_data, tmp_path):
     second.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
     rows = [json.loads(line) for line in path.open()]
     assert [r["step"] for r in rows] == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+# --- the loss options end to end in the trainer (their math: test_grpo_trl_parity) ---------------------------------
+def test_loss_options_train_and_the_entropy_controller_resumes(grpo_data, tmp_path):
+    kw = dict(
+        max_steps=2,
+        save_strategy="steps",
+        save_steps=1,
+        loss_type="dapo",
+        importance_sampling_level="sequence",
+        delta=2.0,
+        use_bias_correction_kl=True,
+        top_entropy_quantile=0.5,
+        off_policy_mask_threshold=0.1,
+        use_adaptive_entropy=True,
+        entropy_coef=0.1,
+        entropy_coef_delta=0.05,
+        entropy_target=100.0,  # always below: the coefficient rises each step
+    )
+    trainer = _trainer(grpo_data, tmp_path, **kw)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    assert any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters() if n in before)
+    assert trainer.entropy_coef == pytest.approx(0.2)
+    logs = trainer.state.log_history
+    assert [h["entropy_coef"] for h in logs if "entropy_coef" in h] == pytest.approx([0.15, 0.2])
+    assert all(h["policy_loss"] == h["policy_loss"] for h in logs if "policy_loss" in h)
+    state = json.loads((tmp_path / "out" / "checkpoint-1" / "entropy_ctrl_state.json").read_text())
+    assert state["entropy_coef"] == pytest.approx(0.15)
+    resumed = _trainer(grpo_data, tmp_path, **kw)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-1"))
+    assert resumed.entropy_coef == pytest.approx(0.2)  # 0.15 restored, one more step; 0.15 without the restore

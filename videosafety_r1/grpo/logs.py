@@ -45,14 +45,29 @@ class RolloutLogMixin:
     def _init_logging(self) -> None:
         self._latest_rows: list[dict[str, Any]] = []  # the last generation batch (console table, wandb)
         self._pending_extra: dict[str, list[Any]] = defaultdict(list)
+        self._pending_metrics: dict[str, list[float]] = defaultdict(list)
         self._zero_spread_streak = 0
         for kind in (ProgressCallback, PrinterCallback):  # the same callbacks, with tidy numbers
             if self.callback_handler.pop_callback(kind) is not None:
                 self.add_callback(TidyProgressCallback if kind is ProgressCallback else TidyPrinterCallback)
 
     def _log_metric(self, name: str, value: float) -> None:
-        """``log_metric`` of TRL's reward protocol: averaged over the logging window."""
-        self._metrics[name].append(float(value))
+        """``log_metric`` of TRL's reward protocol: averaged over processes, then over the logging window."""
+        self._pending_metrics[name].append(float(value))
+
+    def _flush_reward_metrics(self) -> None:
+        """Each ``log_metric`` name's mean over every process's calls of this rollout (as TRL; a collective)."""
+        names = list(self._pending_metrics)
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            names = sorted(set(gather_object(names)))  # the same order on every rank
+        for name in names:
+            values = self._pending_metrics.get(name, [])
+            local = torch.tensor([sum(values), len(values)], dtype=torch.float32, device=self.accelerator.device)
+            total, count = self.accelerator.gather(local).view(-1, 2).sum(0).tolist()
+            self._metrics[name].append(total / count)
+        self._pending_metrics.clear()
 
     def _log_extra(self, column: str, values: list) -> None:
         """``log_extra`` of TRL's reward protocol: one value per completion, a column of the sample table."""
@@ -81,6 +96,7 @@ class RolloutLogMixin:
         zero_spread = (torch.nan_to_num(grouped.std(1)) == 0).float().mean().item()
         m["frac_reward_zero_std"].append(zero_spread)
         self._warn_on_zero_spread(zero_spread)
+        self._flush_reward_metrics()
         adv = g(advantages)
         m["advantages/mean"].append(adv.mean().item())
         m["advantages/std"].append(adv.std().item() if adv.numel() > 1 else 0.0)
