@@ -98,6 +98,13 @@ def test_trl_boolean_scale_rewards_still_maps(tmp_path):
         ({"epsilon": 0.0}, "epsilon"),
         ({"epsilon": 1.0}, "epsilon"),
         ({"epsilon_high": 0.0}, "epsilon_high"),
+        ({"delta": 0.0}, "delta"),
+        ({"min_p": 1.5}, "min_p"),
+        ({"repetition_penalty": 0.0}, "repetition_penalty"),
+        ({"top_entropy_quantile": 1.5}, "top_entropy_quantile"),
+        ({"entropy_coef_min": 0.9, "entropy_coef_max": 0.1}, "entropy_coef_min"),
+        ({"multi_objective_aggregation": "sum"}, "multi_objective_aggregation"),
+        ({"importance_sampling_level": "seq"}, "importance_sampling_level"),
         ({"beta": -0.1}, "beta"),
         ({"num_iterations": 0}, "num_iterations"),
         ({"temperature": 0.0}, "temperature"),
@@ -154,3 +161,11 @@ def test_model_loading_fields_reach_load_pretrained(tmp_path, tiny_checkpoint):
     assert model.config._attn_implementation == "eager"
     with pytest.raises(ValueError, match="dtype"):
         make(tmp_path, dtype="bf16")
+
+
+def test_delta_below_trls_recommendation_warns(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="videosafety_r1.grpo.config"):
+        make(tmp_path, delta=1.1)
+    assert "as TRL recommends" in caplog.text

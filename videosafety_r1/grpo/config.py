@@ -172,6 +172,9 @@ class GRPOConfig(trl.GRPOConfig):
         )
         if errors:
             raise ValueError("invalid GRPOConfig:\n  " + "\n  ".join(errors))
+        upper = 1 + (self.epsilon_high if self.epsilon_high is not None else self.epsilon)
+        if self.delta is not None and self.delta <= upper:
+            logger.warning("delta=%s is not above 1 + epsilon_high = %s, as TRL recommends", self.delta, upper)
         if self.importance_sampling_level == "sequence" and self.loss_type in ("bnpo", "dr_grpo", "dapo"):
             logger.warning(
                 "importance_sampling_level='sequence' with loss_type=%r sums per-token terms, weighting each sequence "
@@ -218,8 +221,8 @@ class GRPOConfig(trl.GRPOConfig):
             errors.append(f"epsilon must be in (0, 1), got {self.epsilon}")
         if self.epsilon_high is not None and self.epsilon_high <= 0:
             errors.append(f"epsilon_high must be > 0, got {self.epsilon_high}")
-        if self.delta is not None and self.delta <= 1 + (self.epsilon_high or self.epsilon):
-            errors.append(f"delta must be > 1 + epsilon_high (TRL's recommendation), got {self.delta}")
+        if self.delta is not None and self.delta <= 0:
+            errors.append(f"delta must be > 0, got {self.delta}")
         if self.beta < 0:
             errors.append(f"beta must be >= 0, got {self.beta}")
         if self.num_iterations < 1:
