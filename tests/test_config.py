@@ -122,6 +122,6 @@ def test_grpo_config_from_yaml(tmp_path):
 def test_grpo_config_validation_runs_through_load_config(tmp_path):
     path = write(tmp_path, f"output_dir: {tmp_path}\nuse_cpu: true\nreport_to: none\n")
     with pytest.raises(ValueError, match="loss_type"):
-        load_config(GRPOConfig, path, ["--loss_type", "bnpo"])
+        load_config(GRPOConfig, path, ["--loss_type", "sapo"])
     with pytest.raises(ValueError, match="per_device_train_batch_size"):
         load_config(GRPOConfig, path, ["--per-device-train-batch-size", "two"])

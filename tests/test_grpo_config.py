@@ -35,12 +35,14 @@ def test_defaults_are_the_papers(tmp_path):
         "reward_funcs": ["format", "accuracy"],
         "freeze_alarm": True,
         "reuse_vision_features": True,
-        "on_bad_row": "raise",
+        "on_bad_row": "error",
+        "use_bias_correction_kl": False,
+        "log_multimodal": False,
     }
     assert {k: getattr(config, k) for k in paper} == paper
     assert config.lr_scheduler_type == "cosine"
     assert config.generation_batch_size % config.num_generations == 0
-    assert config.reward_kwargs == {
+    assert config.reward_params == {
         "alpha_min": 0.1,
         "alpha_max": 0.5,
         "gamma_visual": 1.0,
@@ -90,12 +92,19 @@ def test_trl_boolean_scale_rewards_still_maps(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"loss_type": "bnpo"}, "loss_type"),
+        ({"loss_type": "sapo"}, "not implement"),
         ({"loss_type": "GRPO"}, "loss_type"),
         ({"scale_rewards": "std"}, "scale_rewards"),
         ({"epsilon": 0.0}, "epsilon"),
         ({"epsilon": 1.0}, "epsilon"),
         ({"epsilon_high": 0.0}, "epsilon_high"),
+        ({"delta": 0.0}, "delta"),
+        ({"min_p": 1.5}, "min_p"),
+        ({"repetition_penalty": 0.0}, "repetition_penalty"),
+        ({"top_entropy_quantile": 1.5}, "top_entropy_quantile"),
+        ({"entropy_coef_min": 0.9, "entropy_coef_max": 0.1}, "entropy_coef_min"),
+        ({"multi_objective_aggregation": "sum"}, "multi_objective_aggregation"),
+        ({"importance_sampling_level": "seq"}, "importance_sampling_level"),
         ({"beta": -0.1}, "beta"),
         ({"num_iterations": 0}, "num_iterations"),
         ({"temperature": 0.0}, "temperature"),
@@ -107,6 +116,7 @@ def test_trl_boolean_scale_rewards_still_maps(tmp_path):
         ({"rouge_tokenizer": "latin"}, "rouge_tokenizer"),
         ({"on_bad_row": "ignore"}, "on_bad_row"),
         ({"prompt_template": ""}, "prompt_template"),
+        ({"prompt_template": "mine"}, "prompt_template"),
         ({"video_fps": 0.0}, "video_fps"),
         ({"video_max_frames": 0}, "video_max_frames"),
         ({"reward_funcs": []}, "at least one"),
@@ -137,17 +147,25 @@ def test_help_renders():  # a bare "%" in a help string breaks argparse's --help
 
 
 def test_model_loading_fields_reach_load_pretrained(tmp_path, tiny_checkpoint):
-    """model_dtype / attn_implementation (GPU users pick bf16 and flash-attn) are what the recipe loads with."""
+    """dtype / attn_implementation (GPU users pick bf16 and flash-attn) are what the recipe loads with."""
     import torch
 
     from videosafety_r1.alarm import load_pretrained
 
     extra = make(tmp_path, model_init_kwargs={"revision": "v1", "attn_implementation": "eager"})
     assert extra.load_kwargs == {"revision": "v1", "dtype": "auto", "attn_implementation": "sdpa"}  # fields win
-    config = make(tmp_path, model_dtype="float16", attn_implementation="eager")
+    config = make(tmp_path, dtype="float16", attn_implementation="eager")
     assert config.load_kwargs == {"dtype": torch.float16, "attn_implementation": "eager"}
     model, _ = load_pretrained(tiny_checkpoint, **config.load_kwargs)
     assert next(model.parameters()).dtype == torch.float16
     assert model.config._attn_implementation == "eager"
-    with pytest.raises(ValueError, match="model_dtype"):
-        make(tmp_path, model_dtype="bf16")
+    with pytest.raises(ValueError, match="dtype"):
+        make(tmp_path, dtype="bf16")
+
+
+def test_delta_below_trls_recommendation_warns(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="videosafety_r1.grpo.config"):
+        make(tmp_path, delta=1.1)
+    assert "as TRL recommends" in caplog.text

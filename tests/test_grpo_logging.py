@@ -23,7 +23,12 @@ def test_sample_table_goes_to_wandb_and_jsonl(tmp_path, monkeypatch):
     model, processor = tiny_video_llm()
     model = add_alarm_tokens(model, processor)
     config = tiny_grpo_config(
-        tmp_path / "out", tmp_path / "data", report_to=["wandb"], run_name="grpo-table-test", learning_rate=1e-6
+        tmp_path / "out",
+        tmp_path / "data",
+        report_to=["wandb"],
+        run_name="grpo-table-test",
+        learning_rate=1e-6,
+        log_completions=True,
     )
     trainer = VideoGRPOTrainer(
         model, config, train_dataset=records, processing_class=processor, reward_funcs=[char_count]

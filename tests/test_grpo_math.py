@@ -226,7 +226,9 @@ def test_bool_and_float_masks_agree():
     "kwargs, match",
     [
         ({"ref_logps": None, "beta": 0.04}, "ref_logps"),
-        ({"loss_type": "bnpo"}, "loss_type"),
+        ({"loss_type": "sapo"}, "loss_type"),
+        ({"importance_sampling_level": "seq"}, "importance_sampling_level"),
+        ({"delta": 0.0}, "delta"),
         ({"epsilon": 0.0}, "epsilon"),
         ({"epsilon_high": -0.1}, "epsilon_high"),
         ({"beta": -1.0}, "beta"),

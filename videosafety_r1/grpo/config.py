@@ -6,6 +6,9 @@ here are what ``__post_init__`` validates against.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,13 +16,21 @@ import trl
 from transformers.trainer_utils import SchedulerType
 
 from ..constants import parse_dtype
+from .trl_fields import check_trl_fields
+
+logger = logging.getLogger(__name__)
 
 ADVANTAGE_SCALES = ("group", "batch", "none")
 MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
-LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
+LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo")
+IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
+MULTI_OBJECTIVE_AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
 SPLIT_ACCURACY_REWARDS = ("visual_label", "textual_label", "dra_rouge")
 ROUGE_TOKENIZERS = ("multilingual", "rouge_score")
-ON_BAD_ROW = ("raise", "skip")
+ON_BAD_ROW = ("error", "skip")
+PROMPT_TEMPLATES = ("published",)
+# fields of the accuracy-reward group: bound to every reward that accepts them (see GRPOConfig.reward_params)
+REWARD_PARAM_FIELDS = ("alpha_min", "alpha_max", "gamma_visual", "gamma_textual", "rouge_tokenizer")
 
 
 @dataclass
@@ -36,8 +47,21 @@ class GRPOConfig(trl.GRPOConfig):
     loss_type: str = field(
         default="grpo",
         metadata={
-            "help": "Loss aggregation: 'grpo' (paper: token mean per sequence, then mean), 'dapo' or 'dr_grpo'."
+            "help": "Loss aggregation, as TRL: 'grpo' (paper: token mean per sequence, then mean), 'bnpo' (token mean "
+            "of the micro-batch), 'dapo' (token sum / active tokens of the whole generation batch over processes and "
+            "accumulation steps) or 'dr_grpo' (sum / (rows x max_completion_length))."
         },
+    )
+    use_bias_correction_kl: bool = field(
+        default=False,
+        metadata={
+            "help": "Multiply the k3 KL by the importance ratio, as TRL (whose default is True). Paper: False, the "
+            "plain k3 KL."
+        },
+    )
+    log_multimodal: bool = field(
+        default=False,
+        metadata={"help": "Log media with the sample table. Videos are never logged here, so only False is accepted."},
     )
     beta: float = field(default=0.04, metadata={"help": "KL coefficient against the frozen stage-3 reference."})
     num_generations: int | None = field(default=6, metadata={"help": "Completions sampled per prompt (G)."})
@@ -67,8 +91,11 @@ class GRPOConfig(trl.GRPOConfig):
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Stage-3 (CoT cold start) checkpoint to train; also the frozen reference."}
     )
-    model_dtype: str = field(
+    dtype: str = field(
         default="auto", metadata={"help": "Weights dtype when loading: auto (as saved), bfloat16, float16, float32."}
+    )
+    model_dtype: str | None = field(
+        default=None, metadata={"help": "Deprecated spelling of dtype (removed in the next release); use dtype."}
     )
     attn_implementation: str = field(
         default="sdpa", metadata={"help": "Attention kernel: sdpa, eager or flash_attention_2 (needs flash-attn)."}
@@ -80,12 +107,15 @@ class GRPOConfig(trl.GRPOConfig):
     )
     train_file: str | None = field(default=None, metadata={"help": "GRPO training data (JSONL, canonical format)."})
     on_bad_row: str = field(
-        default="raise",
-        metadata={"help": "What to do with an invalid data row: 'raise' (stop, naming the row) or 'skip' (log it)."},
+        default="error",
+        metadata={
+            "help": "What to do with an invalid data row: 'error' (stop, naming the row) or 'skip' (log it). The old "
+            "spelling 'raise' still works for one release, with a deprecation warning."
+        },
     )
     prompt_template: str = field(
         default="published",
-        metadata={"help": "Name of the prompt template (think / answer / vidType / textType instructions)."},
+        metadata={"help": "Prompt template (think / answer / vidType / textType instructions); only 'published'."},
     )
 
     # --- Video -----------------------------------------------------------------------------------------------------
@@ -98,6 +128,13 @@ class GRPOConfig(trl.GRPOConfig):
         metadata={
             "help": "Reward function names, combined with reward_weights. 'accuracy' is the published safety reward; "
             "'visual_label', 'textual_label', 'dra_rouge' are its split terms (use them instead of it, never both)."
+        },
+    )
+    reward_kwargs: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Keyword arguments per reward, {reward name: {argument: value}} (a JSON string on the command "
+            "line); names must be in reward_funcs and arguments in the function's signature."
         },
     )
     alpha_min: float = field(default=0.1, metadata={"help": "ROUGE weight when both harm labels are right."})
@@ -119,18 +156,73 @@ class GRPOConfig(trl.GRPOConfig):
     )
 
     def __post_init__(self) -> None:
+        self._migrate_deprecated()
+        if isinstance(self.reward_kwargs, str):
+            try:
+                self.reward_kwargs = json.loads(self.reward_kwargs)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"invalid GRPOConfig:\n  reward_kwargs is not valid JSON: {err}") from None
         super().__post_init__()
+        errors = (
+            self._check_choices()
+            + self._check_ranges()
+            + check_trl_fields(self)
+            + _check_vllm_fields(self)
+            + self._check_rewards()
+        )
+        if errors:
+            raise ValueError("invalid GRPOConfig:\n  " + "\n  ".join(errors))
+        upper = 1 + (self.epsilon_high if self.epsilon_high is not None else self.epsilon)
+        if self.delta is not None and self.delta <= upper:
+            logger.warning("delta=%s is not above 1 + epsilon_high = %s, as TRL recommends", self.delta, upper)
+        if self.importance_sampling_level == "sequence" and self.loss_type in ("bnpo", "dr_grpo", "dapo"):
+            logger.warning(
+                "importance_sampling_level='sequence' with loss_type=%r sums per-token terms, weighting each sequence "
+                "by its length; GSPO as published uses loss_type='grpo'",
+                self.loss_type,
+            )
+
+    def _migrate_deprecated(self) -> None:
+        """Old spellings keep working for one release: ``model_dtype`` -> ``dtype``, ``on_bad_row='raise'`` ->
+        ``'error'``; each logs a deprecation warning naming the new spelling."""
+        if self.model_dtype is not None:
+            if self.dtype not in ("auto", self.model_dtype):
+                raise ValueError("invalid GRPOConfig:\n  set dtype only (model_dtype is its deprecated spelling)")
+            logger.warning("GRPOConfig: 'model_dtype' is deprecated, use 'dtype' (removed in the next release)")
+            self.dtype, self.model_dtype = self.model_dtype, None
+        if self.on_bad_row == "raise":
+            logger.warning("GRPOConfig: on_bad_row='raise' is deprecated, use 'error' (removed in the next release)")
+            self.on_bad_row = "error"
+
+    def _check_choices(self) -> list[str]:
+        choices = {
+            "loss_type": LOSS_TYPES,
+            "dtype": MODEL_DTYPES,
+            "scale_rewards": ADVANTAGE_SCALES,
+            "importance_sampling_level": IMPORTANCE_SAMPLING_LEVELS,
+            "multi_objective_aggregation": MULTI_OBJECTIVE_AGGREGATIONS,
+            "rouge_tokenizer": ROUGE_TOKENIZERS,
+            "on_bad_row": ON_BAD_ROW,
+            "prompt_template": PROMPT_TEMPLATES,
+        }
         errors = []
-        if self.loss_type not in LOSS_TYPES:
-            errors.append(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
-        if self.model_dtype not in MODEL_DTYPES:
-            errors.append(f"model_dtype must be one of {MODEL_DTYPES}, got {self.model_dtype!r}")
-        if self.scale_rewards not in ADVANTAGE_SCALES:
-            errors.append(f"scale_rewards must be one of {ADVANTAGE_SCALES}, got {self.scale_rewards!r}")
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                hint = ""
+                if name == "loss_type" and value in ("cispo", "sapo", "luspo", "vespo"):
+                    hint = f" ({value!r} is a TRL loss that VideoGRPOTrainer does not implement)"
+                errors.append(f"{name} must be one of {allowed}, got {value!r}{hint}")
+        return errors
+
+    def _check_ranges(self) -> list[str]:
+        errors = []
         if not 0 < self.epsilon < 1:
             errors.append(f"epsilon must be in (0, 1), got {self.epsilon}")
         if self.epsilon_high is not None and self.epsilon_high <= 0:
             errors.append(f"epsilon_high must be > 0, got {self.epsilon_high}")
+        if self.delta is not None and self.delta <= 0:
+            errors.append(f"delta must be > 0, got {self.delta}")
         if self.beta < 0:
             errors.append(f"beta must be >= 0, got {self.beta}")
         if self.num_iterations < 1:
@@ -139,27 +231,35 @@ class GRPOConfig(trl.GRPOConfig):
             errors.append(f"temperature must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             errors.append(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.min_p is not None and not 0 <= self.min_p <= 1:
+            errors.append(f"min_p must be in [0, 1], got {self.min_p}")
+        if self.repetition_penalty <= 0:
+            errors.append(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if not 0 <= self.top_entropy_quantile <= 1:
+            errors.append(f"top_entropy_quantile must be in [0, 1], got {self.top_entropy_quantile}")
+        if not self.entropy_coef_min <= self.entropy_coef_max:
+            errors.append(
+                f"need entropy_coef_min <= entropy_coef_max, got {self.entropy_coef_min}, {self.entropy_coef_max}"
+            )
+        if self.generation_kwargs is not None and not isinstance(self.generation_kwargs, dict):
+            errors.append(f"generation_kwargs must be a mapping, got {type(self.generation_kwargs).__name__}")
         if self.max_completion_length is not None and self.max_completion_length < 1:
             errors.append(f"max_completion_length must be >= 1, got {self.max_completion_length}")
         if not 0 <= self.alpha_min <= self.alpha_max:
             errors.append(f"need 0 <= alpha_min <= alpha_max, got {self.alpha_min}, {self.alpha_max}")
         if self.gamma_visual < 0 or self.gamma_textual < 0:
             errors.append(f"gammas must be >= 0, got {self.gamma_visual}, {self.gamma_textual}")
-        if self.rouge_tokenizer not in ROUGE_TOKENIZERS:
-            errors.append(f"rouge_tokenizer must be one of {ROUGE_TOKENIZERS}, got {self.rouge_tokenizer!r}")
-        if self.on_bad_row not in ON_BAD_ROW:
-            errors.append(f"on_bad_row must be one of {ON_BAD_ROW}, got {self.on_bad_row!r}")
-        if not self.prompt_template:
-            errors.append("prompt_template must name a template")
         if self.video_fps <= 0 or self.video_max_frames < 1:
             errors.append(
                 f"need video_fps > 0 and video_max_frames >= 1, got {self.video_fps}, {self.video_max_frames}"
             )
-        errors += self._check_rewards()
-        if errors:
-            raise ValueError("invalid GRPOConfig:\n  " + "\n  ".join(errors))
+        return errors
 
     def _check_rewards(self) -> list[str]:
+        """Names resolve now (registry or ``package.module:function``), before any model loads; so do the
+        per-reward keyword arguments of ``reward_kwargs``."""
+        from ..rewards import reward_signature_errors
+
         names = list(self.reward_funcs)
         errors = []
         if not names:
@@ -173,21 +273,48 @@ class GRPOConfig(trl.GRPOConfig):
             errors.append(
                 f"reward_weights has {len(self.reward_weights)} values for {len(names)} reward_funcs {names}"
             )
+        per_reward = self.reward_kwargs or {}
+        if not isinstance(per_reward, dict) or not all(isinstance(v, dict) for v in per_reward.values()):
+            return errors + [f"reward_kwargs must map reward names to mappings of arguments, got {per_reward!r}"]
+        for name in per_reward:
+            if name not in names:
+                errors.append(f"reward_kwargs names {name!r}, which is not in reward_funcs {names}")
+        for name in names:
+            kwargs = per_reward.get(name, {})
+            shared = sorted(set(kwargs) & set(REWARD_PARAM_FIELDS))
+            if shared:
+                errors.append(f"reward_kwargs[{name!r}] sets {shared}: set them as top-level config fields")
+            errors += reward_signature_errors(name, kwargs)
         return errors
 
     @property
     def load_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``load_pretrained`` of the policy (and of the reference, when reloaded)."""
-        dtype = parse_dtype(self.model_dtype)
+        dtype = parse_dtype(self.dtype)
         return {**(self.model_init_kwargs or {}), "dtype": dtype, "attn_implementation": self.attn_implementation}
 
     @property
-    def reward_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the accuracy reward and its split terms, taken from this config."""
-        return {
-            "alpha_min": self.alpha_min,
-            "alpha_max": self.alpha_max,
-            "gamma_visual": self.gamma_visual,
-            "gamma_textual": self.gamma_textual,
-            "rouge_tokenizer": self.rouge_tokenizer,
-        }
+    def reward_params(self) -> dict[str, Any]:
+        """The accuracy-reward group (``alpha_*``, ``gamma_*``, ``rouge_tokenizer``), bound to every reward whose
+        signature accepts them."""
+        return {name: getattr(self, name) for name in REWARD_PARAM_FIELDS}
+
+    def reward_kwargs_for(self, name: str) -> dict[str, Any]:
+        """``reward_kwargs[name]`` (a copy; empty when the reward has none)."""
+        return dict((self.reward_kwargs or {}).get(name, {}))
+
+
+def _check_vllm_fields(config: trl.GRPOConfig) -> list[str]:
+    """``use_vllm`` and every ``vllm_*`` field must keep TRL's default until vLLM generation lands: one error per
+    field set, naming it."""
+    errors = []
+    for f in dataclasses.fields(trl.GRPOConfig):
+        if f.name != "use_vllm" and not f.name.startswith("vllm_"):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if getattr(config, f.name) != default:
+            errors.append(
+                f"{f.name}={getattr(config, f.name)!r} is not supported yet: VideoGRPOTrainer generates with "
+                f"transformers' generate (leave {f.name} at its default {default!r})"
+            )
+    return errors

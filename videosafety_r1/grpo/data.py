@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Sampler
 
 from ..data.schema import GRPORecord, Media, SafetyLabels
-from ..rewards import get_reward_func
+from ..rewards import get_reward_func, resolve_reward
 
 RewardFunc = Callable[..., list]
 
@@ -39,6 +39,16 @@ def as_grpo_record(row: Any) -> Any:
         category=row.get("category"),
         language=row.get("language"),
     )
+
+
+def row_columns(row: Any) -> dict[str, Any]:
+    """Every dataset column of one row, for the reward functions (TRL's protocol): a dict row's keys (TRL's
+    ``prompt``, ``completion`` and ``completion_ids`` excepted) or a record's fields."""
+    if isinstance(row, dict):
+        return {k: v for k, v in row.items() if k not in ("prompt", "completion", "completion_ids")}
+    if hasattr(row, "to_dict"):
+        return {k: v for k, v in row.to_dict().items() if k != "kind"}
+    return {}
 
 
 class GenerationBatchSampler(Sampler[int]):
@@ -75,19 +85,27 @@ class GenerationBatchSampler(Sampler[int]):
 
 
 def reward_name(func: Any) -> str:
+    """The name metrics use (``rewards/<name>/mean``): a config name's function part, or the callable's name."""
+    if isinstance(func, str):
+        return func.rpartition(":")[2]
     return getattr(func, "__name__", None) or getattr(getattr(func, "func", None), "__name__", type(func).__name__)
 
 
-def resolve_reward_funcs(names_or_funcs: Sequence[str | RewardFunc], params: dict[str, Any]) -> list[RewardFunc]:
-    """Registry names -> functions with the config parameters they accept bound; callables pass through."""
+def resolve_reward_funcs(
+    names_or_funcs: Sequence[str | RewardFunc],
+    params: dict[str, Any],
+    per_reward: dict[str, dict[str, Any]] | None = None,
+) -> list[RewardFunc]:
+    """Config names (registry keys or ``package.module:function``) -> functions with their arguments bound: the
+    shared ``params`` the function's signature accepts, then ``per_reward[name]`` (all of it); callables pass
+    through."""
     funcs = []
     for item in names_or_funcs:
         if not isinstance(item, str):
             funcs.append(item)
             continue
-        from ..rewards import REWARD_FUNCS
-
-        accepted = inspect.signature(REWARD_FUNCS[item] if item in REWARD_FUNCS else get_reward_func(item)).parameters
+        accepted = inspect.signature(resolve_reward(item)).parameters
         bound = {k: v for k, v in params.items() if k in accepted}
+        bound.update((per_reward or {}).get(item, {}))
         funcs.append(get_reward_func(item, **bound))
     return funcs

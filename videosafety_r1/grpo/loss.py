@@ -12,10 +12,11 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from .config import ADVANTAGE_SCALES, LOSS_TYPES, GRPOConfig
+from .config import ADVANTAGE_SCALES, IMPORTANCE_SAMPLING_LEVELS, LOSS_TYPES, GRPOConfig
 
 __all__ = [
     "ADVANTAGE_SCALES",
+    "IMPORTANCE_SAMPLING_LEVELS",
     "LOSS_TYPES",
     "GRPOConfig",
     "entropy_from_logits",
@@ -145,26 +146,49 @@ def grpo_loss(
     loss_type: str = "grpo",
     max_completion_length: int | None = None,
     return_stats: bool = False,
+    *,
+    num_items_in_batch: int | float | torch.Tensor | None = None,
+    importance_sampling_level: str = "token",
+    delta: float | None = None,
+    use_bias_correction_kl: bool = False,
+    policy_mask: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped-surrogate GRPO loss with a k3 KL penalty, aggregated per ``loss_type``.
+    """Clipped-surrogate GRPO loss with a k3 KL penalty, aggregated per ``loss_type``, as TRL 1.16 computes it.
 
     Per token: ``-[min(rho*A, clip(rho, 1-eps, 1+eps_high)*A) - beta*KL]`` with ``rho = exp(logps - old_logps)``
     and ``KL = exp(x) - x - 1``, ``x = ref_logps - logps``. ``old_logps=None`` means on-policy: ``rho`` is 1 but its
     gradient is ``grad logps`` (the sampler's log-probs are ``logps.detach()``). Aggregation: ``"grpo"`` token mean
-    per sequence then mean over sequences (the paper); ``"dapo"`` token sum over the batch / unmasked tokens;
-    ``"dr_grpo"`` sum / (rows x ``max_completion_length``, default ``T``). Rows without unmasked tokens add 0.
+    per sequence then mean over sequences (the paper); ``"bnpo"`` token sum / unmasked tokens of this batch;
+    ``"dapo"`` token sum / ``num_items_in_batch`` (TRL's normaliser: the active tokens of the whole generation batch,
+    over processes and accumulation steps), or the batch's own unmasked tokens without it; ``"dr_grpo"`` sum /
+    (rows x ``max_completion_length``, default ``T``). Rows without unmasked tokens add 0.
+
+    TRL options: ``importance_sampling_level="sequence"`` (GSPO: ``rho`` is the exp of the sequence's mean log-ratio,
+    ``[B*G, 1]``), ``delta`` (two-sided clipping: ``rho`` in the unclipped term capped at ``delta``),
+    ``use_bias_correction_kl`` (KL multiplied by ``rho``), ``policy_mask`` (``[B*G, T]`` or ``[B*G, 1]`` weights on the
+    policy term only, e.g. TRL's high-entropy or off-policy masks; the KL term is not masked by it).
+
+    Masked positions affect neither the value nor the gradient: their log-ratios are zeroed before ``exp``, so any
+    garbage there (``ref_logps - logps`` of 100 in fp16) cannot overflow into an inf/NaN gradient.
 
     With ``return_stats=True`` also returns detached masked token means: ``kl`` (NaN without ``ref_logps``),
     ``clip_ratio`` (= ``clip_ratio/region_mean``), ``clip_ratio/low_mean``, ``clip_ratio/high_mean``; a token counts
     as clipped only where clipping changes its gradient (low side with A < 0, high side with A > 0), as in TRL.
+    Sequence-level ratios give per-sequence means.
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+    if importance_sampling_level not in IMPORTANCE_SAMPLING_LEVELS:
+        raise ValueError(
+            f"importance_sampling_level must be one of {IMPORTANCE_SAMPLING_LEVELS}, got {importance_sampling_level!r}"
+        )
     if epsilon <= 0:
         raise ValueError(f"epsilon must be > 0, got {epsilon}")
     epsilon_high = epsilon if epsilon_high is None else epsilon_high
     if epsilon_high <= 0:
         raise ValueError(f"epsilon_high must be > 0, got {epsilon_high}")
+    if delta is not None and delta <= 0:
+        raise ValueError(f"delta must be > 0, got {delta}")
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
     if ref_logps is None and beta != 0:
@@ -181,39 +205,69 @@ def grpo_loss(
         raise ValueError(f"max_completion_length must be >= 1, got {max_completion_length}")
 
     mask = mask.bool()  # [B*G, T]
+    zero = torch.zeros_like(logps)  # [B*G, T]
     old_logps = logps.detach() if old_logps is None else old_logps  # [B*G, T]
     adv = advantages.to(logps.dtype).unsqueeze(1)  # [B*G, 1]
 
-    ratio = torch.exp(logps - old_logps)  # [B*G, T]
-    clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon_high)  # [B*G, T]
-    per_token_loss = -torch.min(ratio * adv, clipped * adv)  # [B*G, T]
+    log_ratio = torch.where(mask, logps - old_logps, zero)  # [B*G, T]; masked -> 0 before any exp
+    if importance_sampling_level == "sequence":
+        log_ratio = log_ratio.sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1)  # [B*G, 1]
+    ratio = torch.exp(log_ratio)  # [B*G, T] or [B*G, 1]
     kl = None
     if ref_logps is not None:
-        x = ref_logps - logps  # [B*G, T]
+        x = torch.where(mask, ref_logps - logps, zero)  # [B*G, T]
         kl = torch.exp(x) - x - 1  # [B*G, T]
-        if beta != 0:
-            per_token_loss = per_token_loss + beta * kl
-    per_token_loss = torch.where(mask, per_token_loss, torch.zeros_like(per_token_loss))  # [B*G, T]
+        if use_bias_correction_kl:
+            kl = kl * ratio
+    clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon_high)
+    if delta is not None:
+        ratio = torch.clamp(ratio, max=delta)
+    per_token_loss = -torch.min(ratio * adv, clipped * adv)  # [B*G, T] or [B*G, 1]
+    if policy_mask is not None:
+        per_token_loss = per_token_loss * policy_mask.to(per_token_loss.dtype)
+    per_token_loss = per_token_loss.expand(rows, width)  # [B*G, T]
+    if kl is not None and beta != 0:
+        per_token_loss = per_token_loss + beta * kl
+    per_token_loss = torch.where(mask, per_token_loss, zero)  # [B*G, T]
 
     if loss_type == "grpo":
         per_seq = per_token_loss.sum(-1) / mask.sum(-1).clamp(min=1)  # [B*G]
         loss = per_seq.mean()
-    elif loss_type == "dapo":
+    elif loss_type == "bnpo" or (loss_type == "dapo" and num_items_in_batch is None):
         loss = per_token_loss.sum() / mask.sum().clamp(min=1)
+    elif loss_type == "dapo":
+        loss = per_token_loss.sum() / torch.as_tensor(num_items_in_batch, dtype=logps.dtype).clamp(min=1)
     else:  # dr_grpo
         loss = per_token_loss.sum() / (rows * (max_completion_length or width))
 
     if not return_stats:
         return loss
+    return loss, _clip_stats(ratio, adv, mask, kl, epsilon, epsilon_high)
+
+
+def _clip_stats(
+    ratio: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    kl: torch.Tensor | None,
+    epsilon: float,
+    epsilon_high: float,
+) -> dict[str, torch.Tensor]:
+    """Detached metric means; a ``[B*G, 1]`` (sequence-level) ratio is averaged over sequences, as TRL does."""
     with torch.no_grad():
-        low = (ratio < 1 - epsilon) & (adv < 0)  # [B*G, T]
-        high = (ratio > 1 + epsilon_high) & (adv > 0)  # [B*G, T]
-        region = _masked_mean((low | high).to(logps.dtype), mask)
+        low = (ratio < 1 - epsilon) & (adv < 0)  # [B*G, T] or [B*G, 1]
+        high = (ratio > 1 + epsilon_high) & (adv > 0)
+
+        def mean(t: torch.Tensor) -> torch.Tensor:
+            t = t.to(adv.dtype)
+            return t.mean() if t.shape[1] == 1 else _masked_mean(t, mask)
+
+        region = mean(low | high)
         stats = {
-            "kl": _masked_mean(kl, mask) if kl is not None else logps.new_tensor(float("nan")),
+            "kl": _masked_mean(kl, mask) if kl is not None else adv.new_tensor(float("nan")),
             "clip_ratio": region,
-            "clip_ratio/low_mean": _masked_mean(low.to(logps.dtype), mask),
-            "clip_ratio/high_mean": _masked_mean(high.to(logps.dtype), mask),
+            "clip_ratio/low_mean": mean(low),
+            "clip_ratio/high_mean": mean(high),
             "clip_ratio/region_mean": region,
         }
-    return loss, {k: v.detach() for k, v in stats.items()}
+    return {k: v.detach() for k, v in stats.items()}

@@ -157,8 +157,12 @@ class HFGenerator:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        out = model.generate(
-            **inputs,
+        return model.generate(**inputs, **self.generate_kwargs())[:, inputs["input_ids"].shape[1] :]  # [N, C]
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """Sampling settings for ``generate``: ``extra`` (``generation_kwargs``) overrides the defaults, except
+        ``suppress_tokens``, which is the union of both (the placeholders must stay suppressed)."""
+        kwargs: dict[str, Any] = dict(
             do_sample=True,
             temperature=self.temperature,
             top_p=self.top_p,
@@ -167,10 +171,15 @@ class HFGenerator:
             pad_token_id=self.pad_token_id,
             eos_token_id=self.eos_token_id,
             use_cache=True,
-            **({"suppress_tokens": list(self.suppress_token_ids)} if self.suppress_token_ids else {}),
-            **self.extra,
         )
-        return out[:, inputs["input_ids"].shape[1] :]  # [N, C]
+        extra = dict(self.extra)
+        suppress = list(self.suppress_token_ids) + [
+            t for t in extra.pop("suppress_tokens", None) or [] if t not in self.suppress_token_ids
+        ]
+        kwargs.update(extra)
+        if suppress:
+            kwargs["suppress_tokens"] = suppress
+        return kwargs
 
 
 @contextlib.contextmanager

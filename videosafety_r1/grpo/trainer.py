@@ -31,9 +31,11 @@ from .data import (
     keep_rows,
     resolve_reward_funcs,
     reward_name,
+    row_columns,
 )
 from .logs import COMPLETIONS_FILE, RolloutLogMixin
-from .loss import GRPOConfig, entropy_from_logits, group_advantages, grpo_loss, selective_log_softmax
+from .loss import GRPOConfig, entropy_from_logits, selective_log_softmax
+from .objective import ObjectiveMixin
 from .rollout import (
     Generator,
     HFGenerator,
@@ -55,10 +57,11 @@ __all__ = [
     "resolve_reward_funcs",
 ]
 
-_RESERVED = ("trainer_state", "log_metric", "log_extra")
+_RESERVED = ("prompts", "completions", "completion_ids", "trainer_state", "log_metric", "log_extra")
+_BATCH_ONLY = ("completion_ids", "completion_mask", "advantages", "old_logps", "ref_logps", "num_items_in_batch")
 
 
-class VideoGRPOTrainer(RolloutLogMixin, Trainer):
+class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
     """GRPO for Video LLMs with alarm tokens, configured by :class:`videosafety_r1.grpo.GRPOConfig`.
 
     Why not ``trl.GRPOTrainer``: in TRL 1.16 video reaches the rollout but ``pixel_values_videos`` /
@@ -77,7 +80,9 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
       the generation schedule (``_continue_schedule``) make a resumed run sample the uninterrupted run's rollouts.
 
     Unlike TRL, ``per_device_train_batch_size`` must hold whole groups (a multiple of ``num_generations``) and each
-    process samples whole groups for its own prompts (``scale_rewards="batch"`` uses the local batch's std).
+    process samples whole groups for its own prompts; statistics TRL takes over the generation batch
+    (``scale_rewards="batch"``, the ``dapo`` normaliser, ...) are gathered over processes. Which ``trl.GRPOConfig``
+    fields act and which are rejected: :mod:`videosafety_r1.grpo.trl_fields` and docs/grpo.md.
     """
 
     def __init__(
@@ -103,11 +108,9 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
         if isinstance(model, AlarmVideoLLM) and getattr(args, "freeze_alarm", True):
             for p in _alarm_params(model):
                 p.requires_grad_(False)
-        self.reward_funcs = resolve_reward_funcs(
-            reward_funcs if reward_funcs is not None else args.reward_funcs, args.reward_kwargs
-        )
         names = reward_funcs if reward_funcs is not None else args.reward_funcs
-        self.reward_func_names = [n if isinstance(n, str) else reward_name(n) for n in names]
+        self.reward_funcs = resolve_reward_funcs(names, args.reward_params, args.reward_kwargs)
+        self.reward_func_names = [reward_name(n) for n in names]
         weights = args.reward_weights or [1.0] * len(self.reward_funcs)
         if len(weights) != len(self.reward_funcs):
             raise ValueError(f"{len(weights)} reward_weights for {len(self.reward_funcs)} reward functions")
@@ -121,6 +124,12 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
                 ref_model = load_pretrained(ref_model)[0]
             self.ref_model = ref_model if ref_model is not None else _default_reference(model, args)
             self.ref_model.eval().requires_grad_(False)
+        if args.disable_dropout:
+            from trl.trainer.utils import disable_dropout_in_model
+
+            for m in (model, self.ref_model):
+                if m is not None:
+                    disable_dropout_in_model(m)
 
         super().__init__(
             model=model,
@@ -150,7 +159,11 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
             pad_token_id=self.pad_token_id,
             eos_token_id=self.eos_token_ids,
             suppress_token_ids=self.placeholder_ids,
-            extra=dict(args.generation_kwargs or {}),
+            extra={
+                "min_p": args.min_p,
+                "repetition_penalty": args.repetition_penalty,
+                **(args.generation_kwargs or {}),  # the user's keys win; suppress_tokens is a union (HFGenerator)
+            },
         )
         if self.ref_model is not None:
             if self.is_deepspeed_enabled:
@@ -178,6 +191,8 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
         self._buffer: list[dict[str, Any]] | None = None
         self._step = 0
         self._generation = 0
+        self._init_entropy_control()
+        self._init_logging()
 
     # --- data -------------------------------------------------------------------------------------------------
     @property
@@ -188,7 +203,9 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
         dataset = dataset if dataset is not None else self.train_dataset
         chunk = self.prompts_per_micro_batch * self.args.steps_per_generation * self.accelerator.num_processes
         repeat = self.args.steps_per_generation * self.args.num_iterations
-        return GenerationBatchSampler(len(dataset), chunk, repeat, shuffle=True, seed=self.args.seed)
+        return GenerationBatchSampler(
+            len(dataset), chunk, repeat, shuffle=self.args.shuffle_dataset, seed=self.args.seed
+        )
 
     def get_train_dataloader(self) -> Any:
         if self.train_dataset is None:
@@ -206,7 +223,7 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
         if self._buffer is None:
             self._continue_schedule(every)
         if self._buffer is None or self._step % every == 0:
-            self._buffer = self._generate_and_score([as_grpo_record(r) for r in rows])
+            self._buffer = self._generate_and_score(list(rows))
         return self._buffer[self._step % self.args.steps_per_generation]
 
     def _continue_schedule(self, every: int) -> None:
@@ -243,7 +260,7 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
         self._generation += 1
         if self.vision_cache is not None:
             self.vision_cache.clear()
-        items = [collate_prompt(self.prompt_collator, r) for r in rows]
+        items = [collate_prompt(self.prompt_collator, as_grpo_record(r)) for r in rows]  # rows: raw, every column
         B = len(items)
         order = [i for i in range(B) for _ in range(G)]
         build = dict(
@@ -268,14 +285,13 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
         completions = self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
         id_lists = [row[:n].tolist() for row, n in zip(completion_ids, lengths)]
         prompts = [items[i].prompt for i in order]
-        columns = {k: [items[i].columns[k] for i in order] for k in items[0].columns}
+        per_row = [{**row_columns(r), **item.columns} for r, item in zip(rows, items)]
+        columns = {k: [per_row[i].get(k) for i in order] for k in dict.fromkeys(k for c in per_row for k in c)}
         rewards_per_func = self._compute_rewards(prompts, completions, id_lists, columns)  # [B*G, F]
-        weighted = rewards_per_func * self.reward_weights.to(device)
-        rewards = torch.where(torch.isnan(rewards_per_func).all(1), torch.nan, weighted.nansum(1))  # [B*G]
-        scale = {True: "group", False: "none"}.get(self.args.scale_rewards, self.args.scale_rewards)
-        advantages = group_advantages(rewards, G, scale=scale)  # [B*G]
+        rewards, advantages = self._advantages(rewards_per_func)  # [B*G], [B*G]
         if self.args.mask_truncated_completions:
             mask = mask & ~truncated.unsqueeze(1)
+        num_items = self.accelerator.gather(mask.sum().reshape(1)).sum()  # active tokens, whole generation batch
         self._log_rollout(prompts, completions, rewards_per_func, rewards, advantages, lengths, truncated)
 
         need_old = (
@@ -296,6 +312,7 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
             batch["completion_ids"] = completion_ids[rows_s]  # [b*G, C]
             batch["completion_mask"] = mask[rows_s]  # [b*G, C]
             batch["advantages"] = advantages[rows_s]  # [b*G]
+            batch["num_items_in_batch"] = num_items
             batch["old_logps"] = self._logps(self.model, batch)[0] if need_old else None
             batch["ref_logps"] = self._logps(self.ref_model, batch)[0] if self.ref_model is not None else None
             batches.append(batch)
@@ -306,7 +323,10 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
     ) -> torch.Tensor:
         """``[B*G, F]`` rewards, None -> NaN (as TRL); every function sees every completion once per step."""
         out = torch.full((len(prompts), len(self.reward_funcs)), torch.nan, device=self.accelerator.device)
-        extra = {"trainer_state": self.state, "log_metric": self._log_metric, "log_extra": lambda *a, **k: None}
+        clash = sorted(set(columns) & set(_RESERVED))
+        if clash:
+            raise ValueError(f"dataset columns {clash} clash with reward keyword arguments TRL reserves; rename them")
+        extra = {"trainer_state": self.state, "log_metric": self._log_metric, "log_extra": self._log_extra}
         for j, (func, name) in enumerate(zip(self.reward_funcs, self.reward_func_names)):
             values = func(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns, **extra)
             if len(values) != len(prompts):
@@ -320,43 +340,21 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-token log-probs ``[N, C]`` of the completion (and entropies), logits only at completion positions."""
         C = batch["completion_ids"].shape[1]
-        skip = ("completion_ids", "completion_mask", "advantages", "old_logps", "ref_logps")
-        inputs = {k: v for k, v in batch.items() if k not in skip}
+        inputs = {k: v for k, v in batch.items() if k not in _BATCH_ONLY}
         with _head_keeps_last(self.accelerator.unwrap_model(model), C + 1):
             logits = model(**inputs, logits_to_keep=C + 1, use_cache=False).logits[:, :-1]  # [N, C, V]
         logps = selective_log_softmax(logits, batch["completion_ids"], self.args.temperature)  # [N, C]
         ent = None
-        if entropy:
-            with torch.no_grad():
-                ent = entropy_from_logits(logits.detach() / self.args.temperature)  # [N, C]
+        if entropy:  # with a gradient only where the entropy bonus needs one
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self._entropy_bonus):
+                ent = entropy_from_logits(logits / self.args.temperature)  # [N, C]
         return logps, ent
 
     def compute_loss(
         self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> torch.Tensor:
         logps, ent = self._logps(model, inputs, entropy=True)  # [b*G, C]
-        mask = inputs["completion_mask"]  # [b*G, C]
-        loss, stats = grpo_loss(
-            logps,
-            inputs["old_logps"],
-            inputs["ref_logps"],
-            inputs["advantages"],
-            mask,
-            epsilon=self.args.epsilon,
-            epsilon_high=self.args.epsilon_high,
-            beta=self.args.beta,
-            loss_type=self.args.loss_type,
-            max_completion_length=self.args.max_completion_length,
-            return_stats=True,
-        )
-        mean = lambda t: self.accelerator.gather(t.detach().float().reshape(1)).nanmean().item()  # noqa: E731
-        if self.args.beta > 0:
-            self._metrics["kl"].append(mean(stats["kl"]))
-        for key in ("clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean"):
-            self._metrics[key].append(mean(stats[key]))
-        denom = mask.sum().clamp(min=1)
-        self._metrics["entropy"].append(mean((ent * mask).sum() / denom))
-        return loss
+        return self._policy_loss(logps, ent, inputs)
 
     # --- checkpoints ------------------------------------------------------------------------------------------
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:
@@ -369,9 +367,11 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
             checkpoint = get_last_checkpoint(self.args.output_dir)
         if isinstance(checkpoint, (str, os.PathLike)):
             self._read_history(checkpoint)
+            self._trim_completions(checkpoint)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        self._flush_completions()  # completions.jsonl holds every step before the checkpoint, none after
         super()._save_checkpoint(model, trial)
         if self.args.should_save:
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -380,6 +380,12 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
                 self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             )
             self._write_history(folder)
+            self._save_entropy_state(folder)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            self._load_entropy_state(checkpoint)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         model = self.accelerator.unwrap_model(self.model)

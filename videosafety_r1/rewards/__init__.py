@@ -2,12 +2,15 @@
 
 Each reward is ``f(prompts, completions, completion_ids, **columns) -> list[float | None]`` and accepts any extra
 keyword TRL passes (``trainer_state``, ``log_metric``, ``log_extra``, dataset columns). Configs name rewards through
-:data:`REWARD_FUNCS` and bind their parameters with :func:`get_reward_func`.
+:data:`REWARD_FUNCS` or as ``package.module:function`` (a reward outside the library), and bind their parameters with
+:func:`get_reward_func`.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -29,15 +32,48 @@ REWARD_FUNCS: dict[str, RewardFunc] = {
 }
 
 
+def resolve_reward(name: str) -> RewardFunc:
+    """The function behind a config name: a registry key, or ``package.module:function`` imported from the Python
+    path (a user's reward outside the library). Raises ``KeyError`` naming what could not be found."""
+    if name in REWARD_FUNCS:
+        return REWARD_FUNCS[name]
+    module_name, sep, attr = name.partition(":")
+    if not sep:
+        raise KeyError(
+            f"unknown reward {name!r}; registered: {sorted(REWARD_FUNCS)}, or name your own as 'package.module:function'"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise KeyError(f"reward {name!r}: cannot import module {module_name!r} ({err})") from None
+    func = getattr(module, attr, None)
+    if not callable(func):
+        raise KeyError(f"reward {name!r}: module {module_name!r} has no function {attr!r}")
+    return func
+
+
+def reward_signature_errors(name: str, kwargs: dict[str, Any]) -> list[str]:
+    """Config-time check of a reward name and the keyword arguments a config binds to it (empty when fine)."""
+    try:
+        func = resolve_reward(name)
+    except KeyError as err:
+        return [f"reward_funcs: {err.args[0]}"]
+    params = inspect.signature(func).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return []
+    accepted = {p.name for p in params}
+    unknown = sorted(set(kwargs) - accepted)
+    return [f"reward_kwargs[{name!r}] has {unknown}, not arguments of {name!r}"] if unknown else []
+
+
 def get_reward_func(name: str, **params: Any) -> RewardFunc:
-    """The reward registered as ``name`` with keyword parameters bound (e.g. from YAML).
+    """The reward ``name`` (registry key or ``package.module:function``) with keyword parameters bound (e.g. from
+    YAML).
 
     The result is a ``functools.partial`` that keeps the function's ``__name__`` (TRL logs ``rewards/<name>/mean``)
     and pickles, so it works with multi-process data loading.
     """
-    if name not in REWARD_FUNCS:
-        raise KeyError(f"unknown reward {name!r}; registered: {sorted(REWARD_FUNCS)}")
-    func = REWARD_FUNCS[name]
+    func = resolve_reward(name)
     if not params:
         return func
     bound = functools.partial(func, **params)
@@ -65,6 +101,8 @@ __all__ = [
     "get_reward_func",
     "parse_tags",
     "register_reward",
+    "resolve_reward",
+    "reward_signature_errors",
     "rouge_scores",
     "textual_label_reward",
     "validate_solution",
