@@ -24,6 +24,8 @@ MediaType = Literal["video", "image", "none"]
 RecordKind = Literal["sft", "grpo", "eval"]
 
 _TAG_RE = {tag: re.compile(rf"<{tag}>(.*?)</{tag}>", re.DOTALL) for tag in ("think", "answer", "vidType", "textType")}
+#: A CoT target of a non-safety row (problem_type other than "free-form-and-choice"), as the format reward asks.
+ANSWER_COT_RE = re.compile(r"\s*<think>.*?</think>\s*<answer>.*?</answer>\s*", re.DOTALL)
 COT_RE = re.compile(
     r"\s*<think>.*?</think>\s*<answer>.*?</answer>\s*<vidType>\s*[01]\s*</vidType>\s*<textType>\s*[01]\s*</textType>\s*",
     re.DOTALL,
@@ -90,6 +92,8 @@ class SFTRecord:
     language: str | None = None
     split: str | None = None
     label_convention: str = CANONICAL_CONVENTION
+    #: Optional; a CoT target of a row whose type is not "free-form-and-choice" needs only think + answer tags.
+    problem_type: str | None = None
     kind: RecordKind = field(default="sft", init=False)
 
     @property
@@ -101,6 +105,8 @@ class SFTRecord:
         row = {k: v for k, v in asdict(self).items() if k not in ("kind",)}
         row["media"] = self.media.to_dict()
         row["safety_labels"] = self.safety_labels.to_dict()
+        if self.problem_type is None:
+            del row["problem_type"]
         return row
 
 
