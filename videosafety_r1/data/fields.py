@@ -36,7 +36,8 @@ def json_type(value: Any) -> str:
 
 
 def wrong_type(name: str, expected: str, value: Any) -> RowIssue:
-    return RowIssue(name, "invalid_field", f"`{name}` must be {expected}, got {json_type(value)} {value!r:.60}")
+    got = "null" if value is None else f"{json_type(value)} {value!r:.60}"
+    return RowIssue(name, "invalid_field", f"`{name}` must be {expected}, got {got}")
 
 
 def str_field(row: dict[str, Any], key: str, issues: Issues, required: bool = True, name: str = "") -> str | None:

@@ -286,6 +286,8 @@ def _parse_checked(
 ) -> tuple[list[Record], list[RowIssue]]:
     issues = bad_unicode(row)
     records = parse_row(row, fmt, default_id, issues)
+    if issues and issues[0].kind == "invalid_unicode":
+        return records, issues  # text that cannot be encoded cannot be checked further (paths, tags)
     if legacy_labels:
         records, refused = _legacy_records(records, row)
         issues += refused

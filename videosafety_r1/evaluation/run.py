@@ -346,7 +346,14 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data_root = config.data_root or str(Path(config.eval_file).parent)
-    records, _ = load_dataset_checked(config.eval_file, data_root, kind="eval", on_bad_row=config.on_bad_row)
+    records, _ = load_dataset_checked(
+        config.eval_file,
+        data_root,
+        kind="eval",
+        on_bad_row=config.on_bad_row,
+        video_fps=config.fps,  # decode as generation will
+        video_max_frames=config.max_frames,
+    )
     if config.max_samples is not None:
         records = records[: config.max_samples]
     items = build_eval_items(records, data_root, config.text_only_pass)
