@@ -214,7 +214,7 @@ def _decode_line(raw: bytes, number: int) -> tuple[int, Any, RowIssue | None]:
     try:
         return number, json.loads(line), None
     except json.JSONDecodeError as err:
-        return number, None, RowIssue("<json>", "malformed_json", f"invalid JSON: {err.msg} at column {err.colno}")
+        return number, None, RowIssue("<json>", "malformed_json", f"invalid JSON: {err.msg} at column {err.pos + 1}")
 
 
 def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
