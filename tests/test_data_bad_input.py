@@ -58,6 +58,8 @@ WRONG_TYPES = [
     ([canon_sft(category=["a", "b"])], (1, "category", "invalid_field")),
     ([canon_sft(language=1)], (1, "language", "invalid_field")),
     ([canon_sft(problem_type=3)], (1, "problem_type", "invalid_field")),
+    ([canon_sft(problem_type="essay")], (1, "problem_type", "unknown_problem_type")),
+    ([canon_sft(conversation=[{"role": "human", "content": "q"}])], (1, "conversation[0]", "invalid_conversation")),
     ([canon_sft(label_convention=1)], (1, "label_convention", "invalid_field")),
     ([canon_sft(label_convention="safe=0")], (1, "label_convention", "invalid_field")),
     ([canon_eval(), canon_eval(id="e2", category=["a", "b"])], (2, "category", "invalid_field")),

@@ -8,7 +8,6 @@ from typing import Any
 
 from videosafety_r1.data.schema import CANONICAL_CONVENTION, LEGACY_CONVENTION, Media
 
-MISSING = object()
 _MEDIA_TYPES = ("video", "image", "none")
 
 

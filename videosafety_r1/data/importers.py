@@ -131,17 +131,19 @@ def _turns(value: Any, name: str, keys: tuple[str, str], shape: str, issues: Iss
         issues.append(RowIssue(name, "invalid_conversation", f"`{name}` must be a non-empty list of {shape}"))
         return []
     role_key, text_key = keys
+    published = role_key == "from"
+    roles = _ROLES if published else {r: r for r in ("user", "assistant", "system")}  # canonical: exact names
     turns = []
     for i, turn in enumerate(value):
         role = (
-            _ROLES.get(turn.get(role_key)) if isinstance(turn, dict) and isinstance(turn.get(role_key), str) else None
+            roles.get(turn.get(role_key)) if isinstance(turn, dict) and isinstance(turn.get(role_key), str) else None
         )
         text = turn.get(text_key) if isinstance(turn, dict) else None
         if role is None or not isinstance(text, str):
             got = sorted(turn) if isinstance(turn, dict) else json_type(turn)
             issues.append(RowIssue(f"{name}[{i}]", "invalid_conversation", f"bad turn (keys {got}): expected {shape}"))
             continue
-        turns.append(Turn(role, strip_legacy_markers(text) if role == "user" and keys[0] == "from" else text))
+        turns.append(Turn(role, strip_legacy_markers(text) if role == "user" and published else text))
     return turns
 
 

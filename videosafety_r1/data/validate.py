@@ -7,13 +7,12 @@ sample: ``on_bad_row="error"`` raises with the full report, ``"skip"`` drops the
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from videosafety_r1.data.checks import check_record
 from videosafety_r1.data.fields import bad_unicode
 from videosafety_r1.data.importers import (
     FORMAT_KEYS,
@@ -24,28 +23,28 @@ from videosafety_r1.data.importers import (
     mark_legacy,
     parse_row,
 )
+from videosafety_r1.data.reader import read_jsonl, read_rows
 from videosafety_r1.data.schema import (
-    ALARM_LITERALS,
-    ANSWER_COT_RE,
     CANONICAL_CONVENTION,
-    COT_RE,
-    EVAL_SPLITS,
     LEGACY_CONVENTION,
-    PROBLEM_TYPES,
-    SAFETY_PROBLEM_TYPE,
-    EvalRecord,
-    GRPORecord,
     Record,
-    SafetyLabels,
-    SFTRecord,
-    extract_tag,
 )
 from videosafety_r1.data.video import Backend, MediaChecker
 
 logger = logging.getLogger(__name__)
 Kind = Literal["auto", "sft", "cot", "grpo", "eval"]
 OnBadRow = Literal["error", "skip"]
-_SPLIT_LABELS = {"HH": (1, 1), "SH": (0, 1)}
+__all__ = [
+    "DataValidationError",
+    "Problem",
+    "ValidationReport",
+    "check_record",  # lives in data.checks, re-exported for old imports
+    "load_dataset_checked",
+    "read_jsonl",  # lives in data.reader, re-exported for old imports
+    "read_rows",
+    "to_hf_dataset",
+    "validate_file",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,179 +91,6 @@ class DataValidationError(ValueError):
     def __init__(self, report: ValidationReport):
         super().__init__(f"{len(report.problems)} data problems:\n{report.summary()}")
         self.report = report
-
-
-def _tag_labels(text: str, where: str, issues: list[RowIssue]) -> SafetyLabels | None:
-    values = {}
-    for tag in ("vidType", "textType"):
-        value = extract_tag(text, tag)
-        if value is None or value.strip() not in ("0", "1"):
-            issues.append(RowIssue(where, "cot_tags_missing", f"<{tag}>0|1</{tag}> missing or not 0/1"))
-        else:
-            values[tag] = int(value.strip())
-    return SafetyLabels(values["vidType"], values["textType"]) if len(values) == 2 else None
-
-
-def _compare(labels: SafetyLabels | None, tags: SafetyLabels | None, where: str, issues: list[RowIssue]) -> None:
-    if labels is not None and tags is not None and labels != tags:
-        issues.append(
-            RowIssue(where, "contradictory_labels", f"tags say {tags.to_dict()} but labels are {labels.to_dict()}")
-        )
-
-
-def check_record(record: Record, media_checker: Any, require_cot: bool = False) -> list[RowIssue]:
-    """Semantic checks of one parsed record (labels, tags, problem type, media, alarm literals)."""
-    issues: list[RowIssue] = []
-    if record.label_convention != CANONICAL_CONVENTION:
-        msg = f"labels are in convention {record.label_convention!r}; convert them with convert_legacy_labels"
-        issues.append(RowIssue("label_convention", "label_convention", msg))
-    media = record.media
-    if media.type != "none":
-        if not media.path:
-            issues.append(RowIssue("media.path", "missing_field", f"{media.type} path is empty"))
-        else:
-            issues.extend(media_checker(media.type, media.path))
-    labels = record.labels if isinstance(record, EvalRecord) else record.safety_labels
-    texts: list[tuple[str, str]] = []
-    if isinstance(record, SFTRecord):
-        roles = [t.role for t in record.conversation]
-        if "user" not in roles or "assistant" not in roles:
-            issues.append(
-                RowIssue("conversation", "invalid_conversation", f"needs a user and an assistant turn: {roles}")
-            )
-        for i, turn in enumerate(record.conversation):
-            where = f"conversation[{i}].content"
-            texts.append((where, turn.content))
-            if turn.role != "assistant":
-                continue
-            if require_cot or any(f"<{t}>" in turn.content for t in ("think", "answer", "vidType", "textType")):
-                issues.extend(_check_cot_target(record, turn.content, where, labels))
-    elif isinstance(record, GRPORecord):
-        texts += [("problem", record.problem), ("solution", record.solution)]
-        texts += [(f"options[{i}]", str(o)) for i, o in enumerate(record.options or [])]
-        if record.problem_type not in PROBLEM_TYPES:
-            issues.append(
-                RowIssue(
-                    "problem_type",
-                    "unknown_problem_type",
-                    f"{record.problem_type!r} is not one of {list(PROBLEM_TYPES)}",
-                )
-            )
-        if extract_tag(record.solution, "answer") is None:
-            issues.append(RowIssue("solution", "cot_tags_missing", "<answer>…</answer> missing"))
-        if record.problem_type == SAFETY_PROBLEM_TYPE:
-            tags = _tag_labels(record.solution, "solution", issues)
-            _compare(labels, tags, "solution", issues)
-            if labels is None and tags is not None:
-                record.safety_labels = labels = tags
-        elif record.problem_type in PROBLEM_TYPES and not issues:
-            issues.extend(RowIssue("solution", "invalid_solution", m) for m in _reward_check(record))
-    else:
-        texts.append(("query", record.query))
-        if record.split not in EVAL_SPLITS:
-            issues.append(RowIssue("split", "invalid_split", f"{record.split!r} is not one of {list(EVAL_SPLITS)}"))
-        elif (record.labels.visual, record.labels.textual) != _SPLIT_LABELS.get(
-            record.split, (record.labels.visual, 0)
-        ):
-            issues.append(
-                RowIssue(
-                    "labels", "contradictory_labels", f"labels {labels.to_dict()} contradict split {record.split}"
-                )
-            )
-    if labels is not None and labels.visual == 1 and media.type == "none":
-        issues.append(RowIssue("safety_labels.visual", "contradictory_labels", "visual = 1 (harmful) but no media"))
-    for where, text in texts:
-        for literal in ALARM_LITERALS:
-            if literal in text:
-                issues.append(RowIssue(where, "alarm_literal", f"contains the literal alarm token {literal}"))
-    return issues
-
-
-def _check_cot_target(record: SFTRecord, text: str, where: str, labels: SafetyLabels | None) -> list[RowIssue]:
-    """The format reward's per-row rule: safety rows (problem_type "free-form-and-choice" or none) need think,
-    answer, vidType and textType, which must agree with the labels; other rows need exactly think + answer."""
-    if record.problem_type not in (None, SAFETY_PROBLEM_TYPE):
-        if ANSWER_COT_RE.fullmatch(text):
-            return []
-        return [RowIssue(where, "cot_tags_missing", "target must be <think>…</think><answer>…</answer>")]
-    issues = []
-    if not COT_RE.fullmatch(text):
-        layout = "<think>…</think><answer>…</answer><vidType>0|1</vidType><textType>0|1</textType>"
-        issues.append(RowIssue(where, "cot_tags_missing", f"target must be {layout}"))
-    _compare(labels, _tag_labels(text, where, []), where, issues)
-    return issues
-
-
-def _reward_check(record: GRPORecord) -> list[str]:
-    try:  # the rewards package owns the per-type answer formats; tolerate its absence
-        from videosafety_r1.rewards import validate_solution
-    except ImportError:
-        try:
-            from videosafety_r1.rewards.tags import validate_solution
-        except ImportError:
-            return []
-    return list(validate_solution(record.solution, record.problem_type))
-
-
-def _decode_line(raw: bytes, number: int) -> tuple[int, Any, RowIssue | None]:
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        return number, None, RowIssue("<line>", "invalid_utf8", f"not UTF-8 at byte {err.start}: {err.reason}")
-    try:
-        return number, json.loads(line), None
-    except json.JSONDecodeError as err:
-        return number, None, RowIssue("<json>", "malformed_json", f"invalid JSON: {err.msg} at column {err.pos + 1}")
-
-
-def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
-    """Elements of a file holding one JSON array (VLGuard's ``train.json``), each with the line it starts on."""
-    decoder, pos, line = json.JSONDecoder(), text.index("[") + 1, 1
-    line += text.count("\n", 0, pos)
-    while True:
-        start = pos + len(text[pos:]) - len(text[pos:].lstrip(" \t\r\n,"))
-        line += text.count("\n", pos, start)
-        if start >= len(text) or text[start] == "]":
-            return
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError as err:
-            msg = f"JSON array: {err.msg} at line {err.lineno} column {err.colno}; fix it or convert to JSONL"
-            yield err.lineno, None, RowIssue("<json>", "malformed_json", msg)
-            return
-        yield line, value, None
-        line += text.count("\n", start, end)
-        pos = end
-
-
-def _object(number: int, row: Any, issue: RowIssue | None) -> tuple[int, dict[str, Any] | None, RowIssue | None]:
-    if issue is None and not isinstance(row, dict):
-        issue = RowIssue("<json>", "not_an_object", f"expected a JSON object, got {type(row).__name__}")
-    return number, row if issue is None else None, issue
-
-
-def read_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any] | None, RowIssue | None]]:
-    """Yield ``(line_number, row_or_None, issue_or_None)`` per row of a JSONL file, or of a file holding one JSON
-    array of objects (VLGuard's ``train.json``; line = where the element starts). Bytes that are not UTF-8 and JSON
-    that does not parse are issues of their line; blank lines are skipped."""
-    with open(path, "rb") as f:
-        lines, first = enumerate(f, start=1), True
-        for number, raw in lines:
-            raw = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
-            if not raw.strip():
-                continue
-            parsed = _decode_line(raw, number)
-            if first and raw.lstrip().startswith(b"[") and parsed[2] is not None:  # not one JSONL row: an array
-                data = b"\n" * (number - 1) + raw + b"".join(rest for _, rest in lines)
-                for row in _array_rows(data.decode("utf-8", errors="surrogateescape")):
-                    yield _object(*row)
-                return
-            first = False
-            yield _object(*parsed)
-
-
-#: Kept for callers of the old name.
-read_jsonl = read_rows
 
 
 def _legacy_records(records: list[Record], row: dict[str, Any]) -> tuple[list[Record], list[RowIssue]]:
