@@ -65,6 +65,19 @@ WRONG_TYPES = [
     ([canon_eval(), canon_eval(id="e2", category=["a", "b"])], (2, "category", "invalid_field")),
     ([canon_eval(query=7)], (1, "query", "invalid_field")),
     (
+        [
+            {
+                "id": "g",
+                "media": None,
+                "problem": "p",
+                "problem_type": "OCR",
+                "solution": "<answer>a</answer>",
+                "safety_labels": 0,
+            }
+        ],
+        (1, "safety_labels", "invalid_labels"),
+    ),  # fmt: skip
+    (
         [vlguard(), vlguard(id="v2", **{"instr-resp": [{"instruction": 1, "response": "a"}]})],
         (2, "instr-resp[0].instruction", "invalid_field"),
     ),

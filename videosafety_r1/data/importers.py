@@ -202,7 +202,9 @@ def from_canonical(row: dict[str, Any], default_id: str, issues: Issues, kind: s
             **optional_strs(row, _META, issues),
         )
     if kind == "canonical-grpo":
-        labels = _labels(row["safety_labels"], "safety_labels", issues) if row.get("safety_labels") else None
+        labels = (
+            _labels(row["safety_labels"], "safety_labels", issues) if row.get("safety_labels") is not None else None
+        )
         return GRPORecord(
             problem=str_field(row, "problem", issues) or "",
             problem_type=str_field(row, "problem_type", issues) or "",
