@@ -301,6 +301,7 @@ def test_lora_keeps_the_alarm_rows_of_the_vocabulary(tmp_path, family, spare_row
     import transformers
     from peft import LoraConfig, get_peft_model
 
+    from videosafety_r1.alarm import io as alarm_io
     from videosafety_r1.testing import _check_family, tiny_config, tiny_processor
 
     processor = tiny_processor(family)
@@ -320,10 +321,14 @@ def test_lora_keeps_the_alarm_rows_of_the_vocabulary(tmp_path, family, spare_row
     with torch.no_grad():
         ref = model(**inputs).logits[..., ids]
     model.save_pretrained(tmp_path / "lora", processor=processor)
+    alarm_io.save_pretrained(
+        model, tmp_path / "gathered", processor=processor, state_dict=model.state_dict()
+    )  # ZeRO-3 path
     first, _ = load_pretrained(tmp_path / "lora")
     second, _ = load_pretrained(tmp_path / "lora")
+    third, _ = load_pretrained(tmp_path / "gathered")
     with torch.no_grad():
-        for loaded in (first, second):
+        for loaded in (first, second, third):
             torch.testing.assert_close(loaded(**inputs).logits[..., ids], ref, rtol=0, atol=1e-6)
             for get in ("get_input_embeddings", "get_output_embeddings"):
                 saved = getattr(model.get_base_model(), get)().weight[ids]
