@@ -255,8 +255,8 @@ def test_json_array_file_is_accepted_with_line_numbers(tmp_path):
 
 
 def test_jsonl_whose_first_row_is_an_array_stays_jsonl(tmp_path):
-    _, report = check(tmp_path, ["[1, 2]", canon_sft()])
-    assert located(report) == {(1, "<json>", "not_an_object")}
+    _, report = check(tmp_path, ["[1, 2]", canon_sft(), "[" * 100_000 + "]" * 100_000])
+    assert located(report) == {(1, "<json>", "not_an_object"), (3, "<json>", "malformed_json")}
 
 
 @pytest.mark.parametrize(

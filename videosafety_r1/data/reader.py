@@ -22,6 +22,8 @@ def _decode_line(raw: bytes, number: int) -> tuple[int, Any, RowIssue | None]:
         return number, json.loads(line), None
     except json.JSONDecodeError as err:
         return number, None, RowIssue("<json>", "malformed_json", f"invalid JSON: {err.msg} at column {err.pos + 1}")
+    except RecursionError:
+        return number, None, RowIssue("<json>", "malformed_json", "invalid JSON: nested too deeply")
 
 
 def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
@@ -35,6 +37,9 @@ def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
             return
         try:
             value, end = decoder.raw_decode(text, start)
+        except RecursionError:
+            yield line, None, RowIssue("<json>", "malformed_json", "JSON array: an element is nested too deeply")
+            return
         except json.JSONDecodeError as err:
             msg = f"JSON array: {err.msg} at line {err.lineno} column {err.colno}; fix it or convert to JSONL"
             yield err.lineno, None, RowIssue("<json>", "malformed_json", msg)
