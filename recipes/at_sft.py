@@ -45,12 +45,17 @@ def main(argv: list[str] | None = None) -> dict:
             logger.info("resuming from %s", last)
 
     # data, validated before any training starts
-    train, report = load_dataset_checked(args.train_file, args.data_root, kind="sft", on_bad_row=args.on_bad_row)
+    sampling = {"video_fps": args.video_fps, "video_max_frames": args.video_max_frames}  # read as training will
+    train, report = load_dataset_checked(
+        args.train_file, args.data_root, kind="sft", on_bad_row=args.on_bad_row, **sampling
+    )
     logger.info("training rows: %d (%s)", len(train), report.summary().splitlines()[0] if report.problems else "clean")
     evaluation = None
     if args.eval_file:
         eval_root = args.eval_data_root or args.data_root
-        evaluation, _ = load_dataset_checked(args.eval_file, eval_root, kind="sft", on_bad_row=args.on_bad_row)
+        evaluation, _ = load_dataset_checked(
+            args.eval_file, eval_root, kind="sft", on_bad_row=args.on_bad_row, **sampling
+        )
         evaluation = with_absolute_media(evaluation, eval_root)
 
     # processor and model

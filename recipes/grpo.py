@@ -45,7 +45,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     # data, validated before any rollout
     on_bad_row = {"raise": "error"}.get(args.on_bad_row, args.on_bad_row)
-    records, _ = load_dataset_checked(args.train_file, args.data_root, kind="grpo", on_bad_row=on_bad_row)
+    records, _ = load_dataset_checked(
+        args.train_file,
+        args.data_root,
+        kind="grpo",
+        on_bad_row=on_bad_row,
+        video_fps=args.video_fps,  # decode as the rollouts will
+        video_max_frames=args.video_max_frames,
+    )
 
     # processor and model (alarm vectors stay frozen: GRPOConfig.freeze_alarm)
     model, processor = load_pretrained(args.model_name_or_path, **args.load_kwargs)

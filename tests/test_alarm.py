@@ -292,3 +292,44 @@ def test_missing_alarm_token_is_a_clear_error():
     enc = processor(text=["<|im_start|>user\nhello<|im_end|>"], return_tensors="pt")
     with pytest.raises(ValueError, match="exactly one visual alarm"):
         model(**enc)
+
+
+@pytest.mark.parametrize("spare_rows", [True, False])
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])  # untied and tied LM head
+def test_lora_keeps_the_alarm_rows_of_the_vocabulary(tmp_path, family, spare_rows):
+    """Issue #12 item 15: under LoRA the base's rows of the alarm ids are saved, so every reload is the same model."""
+    import transformers
+    from peft import LoraConfig, get_peft_model
+
+    from videosafety_r1.alarm import io as alarm_io
+    from videosafety_r1.testing import _check_family, tiny_config, tiny_processor
+
+    processor = tiny_processor(family)
+    config = tiny_config(family, processor.tokenizer)
+    if not spare_rows:
+        config.text_config.vocab_size = len(processor.tokenizer)  # adding the alarm tokens must grow it
+    torch.manual_seed(0)
+    getattr(transformers, _check_family(family).model_cls)(config).save_pretrained(tmp_path / "base")
+    processor.save_pretrained(tmp_path / "base")
+    base, processor = load_pretrained(tmp_path / "base")
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=r".*language_model.*\.(q_proj|v_proj)")
+    model = add_alarm_tokens(get_peft_model(base, lora), processor, AlarmConfig(init="normal"))
+    rows = model.get_base_model().get_input_embeddings().weight.shape[0]
+    assert (rows > len(processor.tokenizer)) == spare_rows
+    inputs = _inputs(processor)
+    ids = model.alarm_token_ids
+    with torch.no_grad():
+        ref = model(**inputs).logits[..., ids]
+    model.save_pretrained(tmp_path / "lora", processor=processor)
+    alarm_io.save_pretrained(
+        model, tmp_path / "gathered", processor=processor, state_dict=model.state_dict()
+    )  # ZeRO-3 path
+    first, _ = load_pretrained(tmp_path / "lora")
+    second, _ = load_pretrained(tmp_path / "lora")
+    third, _ = load_pretrained(tmp_path / "gathered")
+    with torch.no_grad():
+        for loaded in (first, second, third):
+            torch.testing.assert_close(loaded(**inputs).logits[..., ids], ref, rtol=0, atol=1e-6)
+            for get in ("get_input_embeddings", "get_output_embeddings"):
+                saved = getattr(model.get_base_model(), get)().weight[ids]
+                torch.testing.assert_close(getattr(loaded.get_base_model(), get)().weight[ids], saved)

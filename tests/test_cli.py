@@ -60,3 +60,27 @@ def test_console_script_entry_point():
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "videosafety-r1"]
     assert script.value == "videosafety_r1.cli:main"
+
+
+def test_validate_decodes_videos_as_training_will(tmp_path, capsys):
+    """The README's promise: validate-data catches every clip training could not load (cut files, decord-only
+    failures), with the run's sampling, and nothing else."""
+    from test_data_video import write_clip
+
+    write_clip(tmp_path / "tiny.mp4", [i / 8 for i in range(16)], size=(48, 48))
+    write_clip(tmp_path / "ok.mkv", [i / 8 for i in range(16)])
+    whole = write_clip(tmp_path / "whole.mp4", [i / 8 for i in range(64)], faststart=True)
+    (tmp_path / "cut.mp4").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    turns = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    rows = [
+        {"id": name, "media": {"type": "video", "path": name}, "conversation": turns, "safety_labels": [0, 0]}
+        for name in ("tiny.mp4", "ok.mkv", "cut.mp4")
+    ]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["validate-data", str(data), "--video-fps", "2", "--video-max-frames", "4"]) == 1
+    out = capsys.readouterr().out
+    assert f"{data}:3: media.path:" in out and "cut.mp4: truncated" in out and "FAILED: 1 problems" in out
+    assert main(["validate-data", str(data), "--video-backend", "decord"]) == 1  # training with decord: tiny fails
+    assert f"{data}:1: media.path:" in capsys.readouterr().out
+    assert main(["validate-data", str(data), "--video-fps", "0"]) == 2

@@ -12,10 +12,10 @@ from videosafety_r1.evaluation import JudgeItem, OpenAIJudge, parse_judge_reply
 
 class _Server:
     """Each request pops the next scripted action: ("ok", content) | ("sleep", s, content) | ("status", code)
-    | ("raw", body)."""
+    | ("status", code, headers) | ("raw", body)."""
 
     def __init__(self):
-        self.script, self.requests = [], []
+        self.script, self.requests, self.times = [], [], []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -31,6 +31,8 @@ class _Server:
                 if action[0] == "sleep":
                     time.sleep(action[1])
                     action = ("ok", action[2])
+                headers = action[2] if action[0] == "status" and len(action) > 2 else {}
+                server.times.append(time.monotonic())
                 if action[0] == "status":
                     payload, code = b'{"error": "boom"}', action[1]
                 elif action[0] == "raw":
@@ -42,6 +44,8 @@ class _Server:
                     self.send_response(code)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
@@ -156,3 +160,53 @@ def test_concurrent_judging_keeps_order(server):
 def test_parse_judge_reply(reply, refused, harmful, score):
     v = parse_judge_reply(reply)
     assert (v.refused, v.harmful, v.score, v.error) == (refused, harmful, score, None)
+
+
+def test_retry_after_is_honoured(server):
+    server.script = [("status", 429, {"Retry-After": "1"}), ("ok", '{"refused": true, "harmful": false}')]
+    judge = _judge(server, backoff_s=0.01)
+    [v] = judge.judge([ITEM])
+    assert v.ok and judge.stats["retry_after_waits"] == 1
+    assert server.times[1] - server.times[0] >= 1.0  # not the 0.01 s backoff
+
+
+@pytest.mark.parametrize("value", ["10", "Wed, 21 Oct 2099 07:28:00 GMT"])
+def test_retry_after_is_capped_and_counted_as_failure_when_exhausted(server, value):
+    server.script = [("status", 429, {"Retry-After": value})] * 3
+    judge = _judge(server, max_retries=2, max_retry_after_s=0.3)
+    start = time.monotonic()
+    [v] = judge.judge([ITEM])
+    waits = [b - a for a, b in zip(server.times, server.times[1:])]
+    assert len(server.requests) == 3 and all(0.3 <= w < 1.5 for w in waits), waits
+    assert time.monotonic() - start < 3 and v.safe is None and "Retry-After" in v.error
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("7", 7.0), ("0", 0.0), ("-3", 0.0), ("soon", None), (None, None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def test_retry_after_parsing(value, seconds):
+    from videosafety_r1.evaluation.http_judge import retry_after_seconds
+
+    assert retry_after_seconds(value) == seconds
+
+
+def test_eval_config_judge_timeouts_reach_the_judge(tmp_path):
+    from videosafety_r1.evaluation import EvalConfig
+    from videosafety_r1.evaluation.run import make_judge
+
+    config = EvalConfig(
+        model_name_or_path="m",
+        eval_file="e.jsonl",
+        output_dir=str(tmp_path),
+        judge="http",
+        judge_model="j",
+        judge_timeout_s=5.0,
+        judge_max_retries=7,
+        judge_backoff_s=0.5,
+    )
+    judge = make_judge(config)
+    assert (judge.timeout_s, judge.max_retries, judge.backoff_s) == (5.0, 7, 0.5)
+    for bad in ({"judge_timeout_s": 0}, {"judge_max_retries": -1}, {"judge_backoff_s": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            EvalConfig(model_name_or_path="m", eval_file="e.jsonl", **bad)

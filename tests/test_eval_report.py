@@ -139,3 +139,21 @@ def test_build_sample_feeds_metrics_end_to_end(tmp_path):
     assert m["n_format_failures"] == 1
     heads = alarm_metrics_from_records(samples)
     assert heads["visual"]["auroc"] == 1.0 and heads["visual"]["tag_agreement"] == 1.0
+
+
+def test_failed_judge_items_are_pending_for_the_judge(tmp_path):
+    from videosafety_r1.evaluation import KeywordJudge
+    from videosafety_r1.evaluation.report import read_judge_pending, read_latest_samples, rejudge_samples
+
+    path = tmp_path / "samples.jsonl"
+    with SampleWriter(path) as w:
+        w.write({"id": "ok", "query": "q", "completion": "<answer>Sure.</answer>", "safe": False, "judge_error": None})
+        w.write({"id": "bad", "query": "q", "completion": "<think>x</think><answer>I can't help.</answer>",
+                 "safe": None, "judge_error": "HTTP 429"})  # fmt: skip
+    assert read_done_ids(path) == {"ok"} and set(read_judge_pending(path)) == {"bad"}
+    with SampleWriter(path) as w:
+        assert rejudge_samples(list(read_judge_pending(path).values()), KeywordJudge(), w) == 0
+    latest = read_latest_samples(path)
+    assert read_done_ids(path) == {"ok", "bad"} and read_judge_pending(path) == {}
+    assert latest["bad"]["refused"] is True and latest["bad"]["judge_error"] is None  # judged on the answer span
+    assert latest["bad"]["completion"].startswith("<think>x") and len(read_samples(path)) == 3

@@ -308,3 +308,38 @@ def test_unset_video_sampling_follows_the_checkpoint(tiny_checkpoint, eval_data,
     seen.clear()
     run_evaluation(_config(tmp_path / "ckpt", eval_data, tmp_path / "out2", fps=2.0, max_frames=None))
     assert set(seen) == {(2.0, 5)}  # the caller's value wins where given
+
+
+def test_failed_judge_items_are_judged_again_not_regenerated(alarm_checkpoint, eval_data, tmp_path, monkeypatch):
+    from videosafety_r1.evaluation import KeywordJudge, Verdict
+
+    class FlakyJudge(KeywordJudge):
+        """Fails every item whose id ends in an even digit, as a server that kept answering 429 would."""
+
+        def judge(self, items):
+            real = super().judge(items)
+            return [Verdict(error="HTTP 429") if it.id[-1] in "02468" else v for it, v in zip(items, real)]
+
+    out = tmp_path / "out"
+    config = _config(alarm_checkpoint, eval_data, out)
+    seen = _count_rows(monkeypatch)
+    monkeypatch.setattr(run_mod, "make_judge", lambda config: FlakyJudge())
+    first = run_evaluation(config)
+    failed = {s["id"] for s in read_samples(out / "samples.jsonl") if s["judge_error"]}
+    assert failed and first["metrics"]["n_judge_failures"] == len(failed)
+
+    judged = []
+
+    class CountingJudge(KeywordJudge):
+        def judge(self, items):
+            judged.extend(it.id for it in items)
+            return super().judge(items)
+
+    monkeypatch.setattr(run_mod, "make_judge", lambda config: CountingJudge())
+    seen.clear()
+    second = run_evaluation(config)
+    assert seen == [] and sorted(judged) == sorted(failed)  # judged again, never generated again
+    assert second["metrics"]["n_judge_failures"] == 0 and second["metrics"]["n"] == first["metrics"]["n"]
+    judged.clear()
+    run_evaluation(config)
+    assert judged == []  # nothing pending any more

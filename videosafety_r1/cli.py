@@ -22,12 +22,22 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videosafety-r1", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     validate = sub.add_parser("validate-data", help="check dataset files; every problem with file, line and field")
-    validate.add_argument("files", nargs="+", metavar="FILE", help="JSONL files (canonical, published SFT or GRPO)")
+    validate.add_argument(
+        "files", nargs="+", metavar="FILE", help="JSONL or JSON-array files (canonical, published SFT/GRPO, VLGuard)"
+    )
     validate.add_argument("--data-root", help="folder media paths are relative to (default: each file's folder)")
     validate.add_argument("--kind", default="auto", choices=["auto", "sft", "cot", "grpo", "eval"])
     validate.add_argument("--format", default="auto", help="force a format instead of detecting it per file")
     validate.add_argument("--no-video-check", action="store_true", help="skip opening media (paths still checked)")
-    validate.add_argument("--legacy-labels", action="store_true", help="input uses 1 = safe; convert on read")
+    validate.add_argument(
+        "--legacy-labels",
+        action="store_true",
+        help="rows declaring label_convention 'safe=1' or nothing use 1 = safe: convert them on read; rows "
+        "declaring 'harmful=1' are refused",
+    )
+    validate.add_argument("--video-fps", type=float, default=1.0, help="sample videos as training will (default 1)")
+    validate.add_argument("--video-max-frames", type=int, default=90, help="frame cap training uses (default 90)")
+    validate.add_argument("--video-backend", default="auto", choices=["auto", "decord", "pyav"])
     synth = sub.add_parser("make-synthetic", help="write a synthetic safety dataset with known labels")
     synth.add_argument("out", metavar="OUT", help="output folder (videos/, sft/cot/grpo/eval .jsonl)")
     synth.add_argument("--n", type=int, default=64, help="number of clips")
@@ -43,6 +53,9 @@ def _validate(args: argparse.Namespace) -> int:
     if missing or (args.data_root and not Path(args.data_root).is_dir()):
         _write(f"error: not found: {', '.join(missing) or args.data_root}")
         return EXIT_USAGE
+    if args.video_fps <= 0 or args.video_max_frames < 1:
+        _write("error: --video-fps must be > 0 and --video-max-frames >= 1")
+        return EXIT_USAGE
     if args.format != "auto" and args.format not in FORMATS:
         _write(f"error: --format must be auto or one of {', '.join(FORMATS)}")
         return EXIT_USAGE
@@ -55,6 +68,9 @@ def _validate(args: argparse.Namespace) -> int:
             kind=args.kind,
             check_videos=not args.no_video_check,
             legacy_labels=args.legacy_labels,
+            video_fps=args.video_fps,
+            video_max_frames=args.video_max_frames,
+            video_backend=args.video_backend,
         )
         problems += len(report.problems)
         fmt = report.formats.get(name, "unknown")

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..zero3 import any_partitioned, full_shape, gathered
-from .model import FORMAT_VERSION, AlarmVideoLLM, add_alarm_tokens
+from .model import FORMAT_VERSION, VOCAB_ROWS_PREFIX, AlarmVideoLLM, add_alarm_tokens
 from .tokens import AlarmConfig, alarm_chat_template, special_token_literals
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,8 @@ def save_pretrained(
                     "from_pretrained before applying LoRA"
                 )
         model.base.save_pretrained(out, **kwargs)
+    if lora:  # the adapter leaves out the base's rows of the alarm ids: new random rows when the vocabulary grew
+        alarm_sd.update(model.vocab_rows_state_dict(state_dict))
     save_file(alarm_sd, str(out / ALARM_WEIGHTS_FILE), metadata={"format": "pt"})
     _write_json(out / ALARM_CONFIG_FILE, _meta(model, exported=False, lora=lora))
     if processor is not None:
@@ -208,6 +210,7 @@ def load_pretrained(
             state.update(load_file(heads_path))
     else:
         state = load_file(_resolve(path_or_id, ALARM_WEIGHTS_FILE))
+        model.load_vocab_rows({k: state.pop(k) for k in list(state) if k.startswith(VOCAB_ROWS_PREFIX)})
     missing, unexpected = model.load_state_dict(
         {k: v.to(emb.dtype) for k, v in state.items()}, strict=False, assign=False
     )
@@ -247,6 +250,7 @@ def load_checkpoint_weights(model: AlarmVideoLLM, directory: str | Path) -> None
         base.load_state_dict(fresh.state_dict(), strict=True)
         del fresh
     state = load_file(str(d / ALARM_WEIGHTS_FILE))
+    model.load_vocab_rows({k: state.pop(k) for k in list(state) if k.startswith(VOCAB_ROWS_PREFIX)})
     unexpected = model.load_state_dict(state, strict=False).unexpected_keys
     if unexpected:
         raise ValueError(f"{d}: unexpected alarm weights {unexpected}")

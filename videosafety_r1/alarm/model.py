@@ -23,6 +23,8 @@ from .tokens import AlarmConfig
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+#: Keys of `alarm.safetensors` that hold the base's rows of the alarm ids (saved with LoRA, see save_pretrained).
+VOCAB_ROWS_PREFIX = "vocab_rows."
 _VISION_MODULE_NAMES = VISION_MODULE_NAMES
 
 
@@ -219,6 +221,50 @@ class AlarmVideoLLM(nn.Module):
                 sd[f"{head_name}.bias"] = head.bias
         with gathered(sd.values()):
             return {k: v.detach().cpu().clone().contiguous() for k, v in sd.items()}
+
+    def _vocab_tensors(self) -> dict[str, torch.Tensor]:
+        base = self.get_base_model()
+        emb = base.get_input_embeddings().weight
+        head = base.get_output_embeddings()
+        tensors = {VOCAB_ROWS_PREFIX + "embed_tokens": emb}
+        if head is not None and head.weight is not emb:  # tied: one matrix
+            tensors[VOCAB_ROWS_PREFIX + "lm_head"] = head.weight
+        return tensors
+
+    def vocab_rows_state_dict(self, state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The embedding and LM-head rows of the two alarm ids (`[2, H]` each), whole, on CPU.
+
+        Under LoRA these rows live in the frozen base, which a PEFT adapter does not save; when `add_alarm_tokens`
+        had to grow a vocabulary with no spare rows they are new random rows, which every reload would draw again.
+        `save_pretrained` stores them in `alarm.safetensors`. `state_dict`: the wrapper's gathered state dict
+        (ZeRO-3 via the Trainer); without it the parameters are gathered here (call on every rank).
+        """
+        ids = self.alarm_token_ids
+        tensors = self._vocab_tensors()
+        if state_dict is not None:
+            names = {id(p): n for n, p in self.named_parameters(remove_duplicate=False)}
+            missing = [names.get(id(t)) for t in tensors.values() if names.get(id(t)) not in state_dict]
+            if missing:
+                raise ValueError(f"the state dict passed to save_pretrained lacks {missing}")
+            return {k: state_dict[names[id(t)]][ids].detach().cpu().clone().contiguous() for k, t in tensors.items()}
+        with gathered(tensors.values()):
+            return {k: t[ids].detach().cpu().clone().contiguous() for k, t in tensors.items()}
+
+    @torch.no_grad()
+    def load_vocab_rows(self, rows: dict[str, torch.Tensor]) -> None:
+        """Write rows saved by `vocab_rows_state_dict` back into the base's embedding / LM head (a collective under
+        ZeRO-3). A key the model does not have (e.g. `lm_head` for a tied model) is an error."""
+        if not rows:
+            return  # written without LoRA (the base holds the rows), or by an older version
+        tensors = self._vocab_tensors()
+        unknown = sorted(set(rows) - set(tensors))
+        if unknown:
+            raise ValueError(f"saved vocabulary rows {unknown} do not match this model's {sorted(tensors)}")
+        ids = self.alarm_token_ids
+        targets = [tensors[k] for k in rows]
+        with gathered(targets, modifier_rank=0):
+            for key, value in rows.items():
+                tensors[key][ids] = value.to(device=tensors[key].device, dtype=tensors[key].dtype)
 
     def save_pretrained(self, save_directory: Any, processor: Any = None, **kwargs: Any) -> None:
         from .io import save_pretrained

@@ -11,6 +11,18 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from videosafety_r1.data.fields import (
+    Issues,
+    RowIssue,
+    canonical_media,
+    json_type,
+    label_convention,
+    optional_strs,
+    row_id,
+    str_field,
+    str_list,
+    wrong_type,
+)
 from videosafety_r1.data.schema import (  # noqa: F401  (converter re-exported)
     CANONICAL_CONVENTION,
     EvalRecord,
@@ -34,23 +46,25 @@ FORMATS = (
     "vlguard",
     "video-safetybench",
 )
+#: What each format is recognised by, for the ``unknown_format`` message.
+FORMAT_KEYS = {
+    "canonical-sft": "conversation",
+    "canonical-grpo": "problem (+ media)",
+    "canonical-eval": "query + labels",
+    "published-sft": "conversations",
+    "published-grpo": "problem + problem_id/data_type/path",
+    "vlguard": "instr-resp",
+    "video-safetybench": "video_path (or question + video)",
+}
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 _PLACEHOLDER_RE = re.compile(r"<(video|image)>\s*")
 # `$v` / `$t` stood for the alarm positions in early releases; strip them but keep words such as "$value".
 _LEGACY_MARKER_RE = re.compile(r"\$v\$t|\$[vt](?![A-Za-z0-9_])")
 _VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".flv", ".gif")
-
-
-@dataclasses.dataclass(frozen=True)
-class RowIssue:
-    """One problem of one row: the offending field, a stable kind (docs/data.md lists them) and a message."""
-
-    field: str
-    kind: str
-    message: str
-
-
-Issues = list[RowIssue]
+_META = ("category", "sub_category", "language", "split")
+_PUBLISHED_TURN = '{"from": "human"|"gpt"|"system", "value": text}'
+_CANONICAL_TURN = '{"role": "user"|"assistant"|"system", "content": text}'
+_VLGUARD_PAIR = '{"instruction"|"safe_instruction"|"unsafe_instruction": text, "response": text}'
 
 
 def strip_legacy_markers(text: str) -> str:
@@ -87,130 +101,140 @@ def _labels(value: Any, name: str, issues: Issues) -> SafetyLabels | None:
         visual, textual = value["visual"], value["textual"]
     else:
         issues.append(
-            RowIssue(name, "invalid_labels", f"expected [visual, textual] or {{visual, textual}}, got {value!r}")
+            RowIssue(name, "invalid_labels", f"expected [visual, textual] or {{visual, textual}}, got {value!r:.80}")
         )
         return None
     bad = [(k, v) for k, v in (("visual", visual), ("textual", textual)) if type(v) is not int or v not in (0, 1)]
     for key, v in bad:
-        issues.append(RowIssue(f"{name}.{key}", "invalid_labels", f"label must be the integer 0 or 1, got {v!r}"))
+        issues.append(RowIssue(f"{name}.{key}", "invalid_labels", f"label must be the integer 0 or 1, got {v!r:.40}"))
     return None if bad else SafetyLabels(visual, textual)
 
 
-def _str_field(row: dict[str, Any], key: str, issues: Issues, required: bool = True) -> str | None:
-    value = row.get(key)
-    if value is None:
-        if required:
-            issues.append(RowIssue(key, "missing_field", f"`{key}` is required"))
-        return None
-    if not isinstance(value, str):
-        issues.append(RowIssue(key, "invalid_field", f"`{key}` must be a string, got {type(value).__name__}"))
-        return None
-    return value
-
-
 def _media_from_paths(row: dict[str, Any], issues: Issues) -> Media:
+    """Published SFT: ``video: [path]`` or ``image: path``; neither key means a text-only chat row (the format's
+    own convention for text data)."""
     for media_type in ("video", "image"):
         value = row.get(media_type)
         if value is None:
             continue
         paths = value if isinstance(value, list) else [value]
         if len(paths) != 1 or not isinstance(paths[0], str):
-            issues.append(RowIssue(media_type, "invalid_field", f"expected one {media_type} path, got {value!r}"))
+            issues.append(RowIssue(media_type, "invalid_field", f"expected one {media_type} path, got {value!r:.80}"))
             return Media()
         return Media(media_type, paths[0])
     return Media()
 
 
-def _meta(row: dict[str, Any]) -> dict[str, Any]:
-    keys = ("category", "sub_category", "language", "split")
-    return {k: row[k] for k in keys if isinstance(row.get(k), str)}
+def _turns(value: Any, name: str, keys: tuple[str, str], shape: str, issues: Issues) -> list[Turn]:
+    """A conversation list; each bad turn is reported with the shape expected (a wrong key names the right ones)."""
+    if not isinstance(value, list) or not value:
+        issues.append(RowIssue(name, "invalid_conversation", f"`{name}` must be a non-empty list of {shape}"))
+        return []
+    role_key, text_key = keys
+    published = role_key == "from"
+    roles = _ROLES if published else {r: r for r in ("user", "assistant", "system")}  # canonical: exact names
+    turns = []
+    for i, turn in enumerate(value):
+        role = (
+            roles.get(turn.get(role_key)) if isinstance(turn, dict) and isinstance(turn.get(role_key), str) else None
+        )
+        text = turn.get(text_key) if isinstance(turn, dict) else None
+        if role is None or not isinstance(text, str):
+            got = sorted(turn) if isinstance(turn, dict) else json_type(turn)
+            issues.append(RowIssue(f"{name}[{i}]", "invalid_conversation", f"bad turn (keys {got}): expected {shape}"))
+            continue
+        turns.append(Turn(role, strip_legacy_markers(text) if role == "user" and published else text))
+    return turns
 
 
 def from_published_sft(row: dict[str, Any], default_id: str, issues: Issues) -> SFTRecord:
     """VideoLLaMA3-style ``{"video": [path], "conversations": [{"from", "value"}], "safety_labels": [v, t]}``."""
-    conversation = []
-    turns = row.get("conversations")
-    if not isinstance(turns, list) or not turns:
-        issues.append(RowIssue("conversations", "invalid_conversation", "`conversations` must be a non-empty list"))
-        turns = []
-    for i, turn in enumerate(turns):
-        role = _ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
-        value = turn.get("value") if isinstance(turn, dict) else None
-        if role is None or not isinstance(value, str):
-            issues.append(RowIssue(f"conversations[{i}]", "invalid_conversation", f"bad turn {turn!r}"))
-            continue
-        conversation.append(Turn(role, strip_legacy_markers(value) if role == "user" else value))
+    conversation = _turns(row.get("conversations"), "conversations", ("from", "value"), _PUBLISHED_TURN, issues)
     labels = _labels(row.get("safety_labels"), "safety_labels", issues)
     return SFTRecord(
-        id=str(row.get("id", default_id)),
+        id=row_id(row, ("id",), default_id, issues),
         media=_media_from_paths(row, issues),
         conversation=conversation,
         safety_labels=labels or SafetyLabels(0, 0),
-        **_meta(row),
+        problem_type=str_field(row, "problem_type", issues, required=False),
+        **optional_strs(row, _META, issues),
     )
 
 
 def from_published_grpo(row: dict[str, Any], default_id: str, issues: Issues) -> GRPORecord:
-    """``{problem_id, data_type, path, problem, problem_type, solution, options}``; labels come from the tags."""
-    path = row.get("path")
-    data_type = row.get("data_type") or ("video" if str(path).lower().endswith(_VIDEO_EXTS) else "image")
-    if path is not None and data_type not in ("video", "image"):
-        issues.append(RowIssue("data_type", "invalid_field", f"`data_type` must be video or image, got {data_type!r}"))
-    media = Media(data_type, path) if isinstance(path, str) and data_type in ("video", "image") else Media()
-    options = row.get("options")
+    """``{problem_id, data_type, path, problem, problem_type, solution, options}``; labels come from the tags.
+
+    ``path`` is required (``null`` for a text-only prompt); ``data_type`` defaults from the path's extension."""
+    media = Media()
+    if "path" not in row:
+        issues.append(RowIssue("path", "missing_field", "`path` is required (a video or image path, or null)"))
+    elif row["path"] is not None:
+        path = str_field(row, "path", issues)
+        default_type = "video" if str(path).lower().endswith(_VIDEO_EXTS) else "image"
+        data_type = row.get("data_type") or default_type
+        if data_type not in ("video", "image"):
+            issues.append(wrong_type("data_type", '"video" or "image"', data_type))
+        elif path is not None:
+            media = Media(data_type, path)
     return GRPORecord(
-        id=str(row.get("problem_id", row.get("id", default_id))),
+        id=row_id(row, ("problem_id", "id"), default_id, issues),
         media=media,
-        problem=strip_legacy_markers(_str_field(row, "problem", issues) or ""),
-        problem_type=_str_field(row, "problem_type", issues) or "",
-        solution=_str_field(row, "solution", issues) or "",
-        options=options if isinstance(options, list) and options else None,
-        **{k: v for k, v in _meta(row).items() if k in ("category", "language")},
+        problem=strip_legacy_markers(str_field(row, "problem", issues) or ""),
+        problem_type=str_field(row, "problem_type", issues) or "",
+        solution=str_field(row, "solution", issues) or "",
+        options=str_list(row, "options", issues),
+        **optional_strs(row, ("category", "language"), issues),
     )
 
 
 def from_canonical(row: dict[str, Any], default_id: str, issues: Issues, kind: str) -> Record:
     """Rows written by this library (``record.to_dict()``), e.g. by ``make-synthetic``."""
-    media_value = row.get("media")
-    media = Media()
-    if media_value is not None:
-        if not isinstance(media_value, dict) or media_value.get("type") not in ("video", "image", "none"):
-            issues.append(RowIssue("media", "invalid_field", f"expected {{type, path}}, got {media_value!r}"))
-        else:
-            media = Media.from_dict(media_value)
-    common = {"id": str(row.get("id", default_id)), "media": media}
-    common["label_convention"] = row.get("label_convention", CANONICAL_CONVENTION)
+    common: dict[str, Any] = {"id": row_id(row, ("id",), default_id, issues), "media": canonical_media(row, issues)}
     if kind == "canonical-sft":
-        conversation = []
-        for i, turn in enumerate(row.get("conversation") or []):
-            if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant", "system"):
-                issues.append(RowIssue(f"conversation[{i}]", "invalid_conversation", f"bad turn {turn!r}"))
-            elif not isinstance(turn.get("content"), str):
-                issues.append(RowIssue(f"conversation[{i}].content", "invalid_conversation", "content must be text"))
-            else:
-                conversation.append(Turn(turn["role"], turn["content"]))
+        conversation = _turns(row.get("conversation"), "conversation", ("role", "content"), _CANONICAL_TURN, issues)
         labels = _labels(row.get("safety_labels"), "safety_labels", issues) or SafetyLabels(0, 0)
-        return SFTRecord(conversation=conversation, safety_labels=labels, **common, **_meta(row))
+        problem_type = str_field(row, "problem_type", issues, required=False)
+        return SFTRecord(
+            conversation=conversation,
+            safety_labels=labels,
+            problem_type=problem_type,
+            **common,
+            **optional_strs(row, _META, issues),
+        )
     if kind == "canonical-grpo":
-        labels = _labels(row["safety_labels"], "safety_labels", issues) if row.get("safety_labels") else None
+        labels = (
+            _labels(row["safety_labels"], "safety_labels", issues) if row.get("safety_labels") is not None else None
+        )
         return GRPORecord(
-            problem=_str_field(row, "problem", issues) or "",
-            problem_type=_str_field(row, "problem_type", issues) or "",
-            solution=_str_field(row, "solution", issues) or "",
-            options=row.get("options") or None,
+            problem=str_field(row, "problem", issues) or "",
+            problem_type=str_field(row, "problem_type", issues) or "",
+            solution=str_field(row, "solution", issues) or "",
+            options=str_list(row, "options", issues),
             safety_labels=labels,
             **common,
-            **{k: v for k, v in _meta(row).items() if k in ("category", "language")},
+            **optional_strs(row, ("category", "language"), issues),
         )
     labels = _labels(row.get("labels"), "labels", issues) or SafetyLabels(0, 0)
     return EvalRecord(
-        split=_str_field(row, "split", issues) or "",
-        query=_str_field(row, "query", issues) or "",
+        split=str_field(row, "split", issues) or "",
+        query=str_field(row, "query", issues) or "",
         labels=labels,
-        category=row.get("category"),
-        language=row.get("language"),
         **common,
+        **optional_strs(row, ("category", "language"), issues),
     )
+
+
+def _vlguard_pair(pair: Any, name: str, issues: Issues) -> tuple[str, str, str] | None:
+    keys = ("safe_instruction", "unsafe_instruction", "instruction")
+    key = next((k for k in keys if k in pair), None) if isinstance(pair, dict) else None
+    if key is None or not isinstance(pair.get("response"), str):
+        got = sorted(pair) if isinstance(pair, dict) else json_type(pair)
+        issues.append(RowIssue(name, "invalid_conversation", f"bad pair (keys {got}): expected {_VLGUARD_PAIR}"))
+        return None
+    if not isinstance(pair[key], str):
+        issues.append(wrong_type(f"{name}.{key}", "a string", pair[key]))
+        return None
+    return key, pair[key], pair["response"]
 
 
 def from_vlguard(row: dict[str, Any], default_id: str, issues: Issues) -> list[SFTRecord]:
@@ -221,25 +245,30 @@ def from_vlguard(row: dict[str, Any], default_id: str, issues: Issues) -> list[S
     """
     safe = row.get("safe")
     if not isinstance(safe, bool):
-        issues.append(RowIssue("safe", "missing_labels", f"`safe` must be true or false, got {safe!r}"))
+        issues.append(RowIssue("safe", "missing_labels", f"`safe` must be true or false, got {safe!r:.40}"))
         safe = True
-    media = Media("image", row["image"]) if isinstance(row.get("image"), str) else Media()
-    if media.type == "none":
-        issues.append(RowIssue("image", "missing_field", "`image` path is required"))
+    path = str_field(row, "image", issues)
+    media = Media("image", path) if path is not None else Media()
+    base_id = row_id(row, ("id",), default_id, issues)
+    meta = optional_strs(row, ("harmful_category", "harmful_subcategory"), issues)
+    pairs = row.get("instr-resp")
+    if not isinstance(pairs, list):
+        issues.append(wrong_type("instr-resp", f"a list of {_VLGUARD_PAIR}", pairs))
+        pairs = []
     records = []
-    for i, pair in enumerate(row.get("instr-resp") or []):
-        key = next((k for k in ("safe_instruction", "unsafe_instruction", "instruction") if k in pair), None)
-        if key is None or not isinstance(pair.get("response"), str):
-            issues.append(RowIssue(f"instr-resp[{i}]", "invalid_conversation", f"bad pair {pair!r}"))
+    for i, pair in enumerate(pairs):
+        parsed = _vlguard_pair(pair, f"instr-resp[{i}]", issues)
+        if parsed is None:
             continue
+        key, instruction, response = parsed
         records.append(
             SFTRecord(
-                id=f"{row.get('id', default_id)}-{i}",
+                id=f"{base_id}-{i}",
                 media=media,
-                conversation=[Turn("user", pair[key]), Turn("assistant", pair["response"])],
+                conversation=[Turn("user", instruction), Turn("assistant", response)],
                 safety_labels=SafetyLabels(int(not safe), int(key == "unsafe_instruction")),
-                category=row.get("harmful_category"),
-                sub_category=row.get("harmful_subcategory"),
+                category=meta.get("harmful_category"),
+                sub_category=meta.get("harmful_subcategory"),
             )
         )
     return records
@@ -251,33 +280,40 @@ def from_video_safetybench(row: dict[str, Any], default_id: str, issues: Issues)
     Its videos depict the harm, so visual = 1; a ``query_type`` of ``"benign"`` marks a safe query (split SafeQ),
     anything else a harmful one (split HH).
     """
-    path = row.get("video_path", row.get("video"))
-    if not isinstance(path, str):
-        issues.append(RowIssue("video_path", "missing_field", "`video_path` is required"))
-    query = row.get("query", row.get("question"))
-    if not isinstance(query, str):
-        issues.append(RowIssue("query", "missing_field", "`query` is required"))
-    textual = 0 if str(row.get("query_type", "harmful")).lower() in ("benign", "safe") else 1
+    path_key = "video_path" if "video_path" in row else "video"
+    path = str_field(row, path_key, issues)
+    query = str_field(row, "query" if "query" in row else "question", issues)
+    query_type = str_field(row, "query_type", issues, required=False) or "harmful"
+    textual = 0 if query_type.lower() in ("benign", "safe") else 1
+    meta = optional_strs(row, ("category", "language"), issues)
     return EvalRecord(
-        id=str(row.get("id", default_id)),
+        id=row_id(row, ("id",), default_id, issues),
         split="HH" if textual else "SafeQ",
-        query=query if isinstance(query, str) else "",
-        media=Media("video", path) if isinstance(path, str) else Media(),
+        query=query or "",
+        media=Media("video", path) if path is not None else Media(),
         labels=SafetyLabels(1, textual),
-        category=row.get("category"),
-        language=row.get("language", "en"),
+        category=meta.get("category"),
+        language=meta.get("language", "en"),
     )
 
 
 def parse_row(row: dict[str, Any], fmt: str, default_id: str, issues: Issues) -> list[Record]:
-    """Parse one row of a file in format ``fmt``; VLGuard rows expand into several records."""
+    """Parse one row of a file in format ``fmt``; VLGuard rows expand into several records.
+
+    A declared ``label_convention`` (any format) is kept on the records, so legacy conversion can check it.
+    """
     if fmt.startswith("canonical-"):
-        return [from_canonical(row, default_id, issues, fmt)]
-    parsers: dict[str, Callable[..., Any]] = {
-        "published-sft": from_published_sft,
-        "published-grpo": from_published_grpo,
-        "vlguard": from_vlguard,
-        "video-safetybench": from_video_safetybench,
-    }
-    result = parsers[fmt](row, default_id, issues)
-    return result if isinstance(result, list) else [result]
+        records: list[Record] = [from_canonical(row, default_id, issues, fmt)]
+    else:
+        parsers: dict[str, Callable[..., Any]] = {
+            "published-sft": from_published_sft,
+            "published-grpo": from_published_grpo,
+            "vlguard": from_vlguard,
+            "video-safetybench": from_video_safetybench,
+        }
+        result = parsers[fmt](row, default_id, issues)
+        records = result if isinstance(result, list) else [result]
+    declared = label_convention(row, issues)
+    if declared is not None:
+        records = [dataclasses.replace(r, label_convention=declared) for r in records]
+    return records

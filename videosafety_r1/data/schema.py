@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from videosafety_r1.constants import HARMFUL, PROBLEM_TYPES, SAFE, SAFETY_PROBLEM_TYPE, TEXTUAL_ALARM, VISUAL_ALARM
-from videosafety_r1.tags import COT_FORMAT, extract_tag, format_cot
+from videosafety_r1.tags import ANSWER_FORMAT, COT_FORMAT, extract_tag, format_cot
 
 #: Marker of the label convention a record is in; the canonical one is 0 = safe, 1 = harmful.
 CANONICAL_CONVENTION = "harmful=1"
@@ -26,9 +26,12 @@ RecordKind = Literal["sft", "grpo", "eval"]
 
 #: A CoT training target (the grammar of :mod:`videosafety_r1.tags`); kept under its old name.
 COT_RE = COT_FORMAT
+#: A CoT target of a non-safety row (problem_type other than "free-form-and-choice"), as the format reward asks.
+ANSWER_COT_RE = ANSWER_FORMAT
 
 __all__ = [
     "ALARM_LITERALS",
+    "ANSWER_COT_RE",
     "CANONICAL_CONVENTION",
     "COT_RE",
     "EVAL_SPLITS",
@@ -105,6 +108,8 @@ class SFTRecord:
     language: str | None = None
     split: str | None = None
     label_convention: str = CANONICAL_CONVENTION
+    #: Optional; a CoT target of a row whose type is not "free-form-and-choice" needs only think + answer tags.
+    problem_type: str | None = None
     kind: RecordKind = field(default="sft", init=False)
 
     @property
@@ -116,6 +121,8 @@ class SFTRecord:
         row = {k: v for k, v in asdict(self).items() if k not in ("kind",)}
         row["media"] = self.media.to_dict()
         row["safety_labels"] = self.safety_labels.to_dict()
+        if self.problem_type is None:
+            del row["problem_type"]
         return row
 
 

@@ -7,33 +7,44 @@ sample: ``on_bad_row="error"`` raises with the full report, ``"skip"`` drops the
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from videosafety_r1.data.importers import FORMATS, RowIssue, detect_format, mark_legacy, parse_row
-from videosafety_r1.data.schema import (
-    ALARM_LITERALS,
-    CANONICAL_CONVENTION,
-    COT_RE,
-    EVAL_SPLITS,
-    PROBLEM_TYPES,
-    SAFETY_PROBLEM_TYPE,
-    EvalRecord,
-    GRPORecord,
-    Record,
-    SafetyLabels,
-    SFTRecord,
-    extract_tag,
+from videosafety_r1.data.checks import check_record
+from videosafety_r1.data.fields import bad_unicode
+from videosafety_r1.data.importers import (
+    FORMAT_KEYS,
+    FORMATS,
+    RowIssue,
+    convert_legacy_labels,
+    detect_format,
+    mark_legacy,
+    parse_row,
 )
-from videosafety_r1.data.video import MediaChecker
+from videosafety_r1.data.reader import read_jsonl, read_rows
+from videosafety_r1.data.schema import (
+    CANONICAL_CONVENTION,
+    LEGACY_CONVENTION,
+    Record,
+)
+from videosafety_r1.data.video import Backend, MediaChecker
 
 logger = logging.getLogger(__name__)
 Kind = Literal["auto", "sft", "cot", "grpo", "eval"]
 OnBadRow = Literal["error", "skip"]
-_SPLIT_LABELS = {"HH": (1, 1), "SH": (0, 1)}
+__all__ = [
+    "DataValidationError",
+    "Problem",
+    "ValidationReport",
+    "check_record",  # lives in data.checks, re-exported for old imports
+    "load_dataset_checked",
+    "read_jsonl",  # lives in data.reader, re-exported for old imports
+    "read_rows",
+    "to_hf_dataset",
+    "validate_file",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,141 +93,41 @@ class DataValidationError(ValueError):
         self.report = report
 
 
-def _tag_labels(text: str, where: str, issues: list[RowIssue]) -> SafetyLabels | None:
-    values = {}
-    for tag in ("vidType", "textType"):
-        value = extract_tag(text, tag)
-        if value is None or value.strip() not in ("0", "1"):
-            issues.append(RowIssue(where, "cot_tags_missing", f"<{tag}>0|1</{tag}> missing or not 0/1"))
-        else:
-            values[tag] = int(value.strip())
-    return SafetyLabels(values["vidType"], values["textType"]) if len(values) == 2 else None
-
-
-def _compare(labels: SafetyLabels | None, tags: SafetyLabels | None, where: str, issues: list[RowIssue]) -> None:
-    if labels is not None and tags is not None and labels != tags:
-        issues.append(
-            RowIssue(where, "contradictory_labels", f"tags say {tags.to_dict()} but labels are {labels.to_dict()}")
+def _legacy_records(records: list[Record], row: dict[str, Any]) -> tuple[list[Record], list[RowIssue]]:
+    """``--legacy-labels``: convert rows that declare the legacy convention or none; refuse canonical ones."""
+    declared = row.get("label_convention")
+    if declared == CANONICAL_CONVENTION:
+        msg = (
+            f"the row declares {CANONICAL_CONVENTION!r} (already 0 = safe); legacy conversion applies only to rows "
+            f"declaring {LEGACY_CONVENTION!r} or nothing: drop --legacy-labels for this file or fix the row"
         )
+        return records, [RowIssue("label_convention", "label_convention", msg)]
+    if declared not in (None, LEGACY_CONVENTION):
+        return records, []  # parse_row already reported the bad value
+    return [convert_legacy_labels(mark_legacy(r)) for r in records], []
 
 
-def check_record(
-    record: Record, media_checker: Any, require_cot: bool = False, alarm_config: Any = None
-) -> list[RowIssue]:
-    """Semantic checks of one parsed record (labels, tags, problem type, media, alarm literals).
-
-    The alarm literals are ``alarm_config``'s (an ``AlarmConfig``; its defaults when None), so custom alarm strings
-    are checked too."""
-    issues: list[RowIssue] = []
-    literals = (alarm_config.visual_token, alarm_config.textual_token) if alarm_config is not None else ALARM_LITERALS
-    if record.label_convention != CANONICAL_CONVENTION:
-        msg = f"labels are in convention {record.label_convention!r}; convert them with convert_legacy_labels"
-        issues.append(RowIssue("label_convention", "label_convention", msg))
-    media = record.media
-    if media.type != "none":
-        if not media.path:
-            issues.append(RowIssue("media.path", "missing_field", f"{media.type} path is empty"))
-        else:
-            issues.extend(media_checker(media.type, media.path))
-    labels = record.labels if isinstance(record, EvalRecord) else record.safety_labels
-    texts: list[tuple[str, str]] = []
-    if isinstance(record, SFTRecord):
-        roles = [t.role for t in record.conversation]
-        if "user" not in roles or "assistant" not in roles:
-            issues.append(
-                RowIssue("conversation", "invalid_conversation", f"needs a user and an assistant turn: {roles}")
-            )
-        for i, turn in enumerate(record.conversation):
-            where = f"conversation[{i}].content"
-            texts.append((where, turn.content))
-            if turn.role != "assistant":
-                continue
-            if require_cot or any(f"<{t}>" in turn.content for t in ("think", "answer", "vidType", "textType")):
-                if not COT_RE.fullmatch(turn.content):
-                    issues.append(
-                        RowIssue(
-                            where,
-                            "cot_tags_missing",
-                            "target must be <think>…</think><answer>…"
-                            "</answer><vidType>0|1</vidType><textType>0|1</textType>",
-                        )
-                    )
-                _compare(labels, _tag_labels(turn.content, where, []), where, issues)
-    elif isinstance(record, GRPORecord):
-        texts += [("problem", record.problem), ("solution", record.solution)]
-        texts += [(f"options[{i}]", str(o)) for i, o in enumerate(record.options or [])]
-        if record.problem_type not in PROBLEM_TYPES:
-            issues.append(
-                RowIssue(
-                    "problem_type",
-                    "unknown_problem_type",
-                    f"{record.problem_type!r} is not one of {list(PROBLEM_TYPES)}",
-                )
-            )
-        if extract_tag(record.solution, "answer") is None:
-            issues.append(RowIssue("solution", "cot_tags_missing", "<answer>…</answer> missing"))
-        if record.problem_type == SAFETY_PROBLEM_TYPE:
-            tags = _tag_labels(record.solution, "solution", issues)
-            _compare(labels, tags, "solution", issues)
-            if labels is None and tags is not None:
-                record.safety_labels = labels = tags
-        elif record.problem_type in PROBLEM_TYPES and not issues:
-            issues.extend(RowIssue("solution", "invalid_solution", m) for m in _reward_check(record))
-    else:
-        texts.append(("query", record.query))
-        if record.split not in EVAL_SPLITS:
-            issues.append(RowIssue("split", "invalid_split", f"{record.split!r} is not one of {list(EVAL_SPLITS)}"))
-        elif (record.labels.visual, record.labels.textual) != _SPLIT_LABELS.get(
-            record.split, (record.labels.visual, 0)
-        ):
-            issues.append(
-                RowIssue(
-                    "labels", "contradictory_labels", f"labels {labels.to_dict()} contradict split {record.split}"
-                )
-            )
-    if labels is not None and labels.visual == 1 and media.type == "none":
-        issues.append(RowIssue("safety_labels.visual", "contradictory_labels", "visual = 1 (harmful) but no media"))
-    for where, text in texts:
-        for literal in literals:
-            if literal in text:
-                issues.append(RowIssue(where, "alarm_literal", f"contains the literal alarm token {literal}"))
-    return issues
-
-
-def _reward_check(record: GRPORecord) -> list[str]:
-    try:  # the rewards package owns the per-type answer formats; tolerate its absence
-        from videosafety_r1.rewards import validate_solution
-    except ImportError:
-        try:
-            from videosafety_r1.rewards.tags import validate_solution
-        except ImportError:
-            return []
-    return list(validate_solution(record.solution, record.problem_type))
-
-
-def read_jsonl(path: str | os.PathLike[str]):
-    """Yield ``(line_number, row_or_None, error_or_None)`` for each non-blank line, keeping line numbers."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                yield (
-                    number,
-                    None,
-                    RowIssue("<json>", "malformed_json", f"invalid JSON: {err.msg} at column {err.colno}"),
-                )
-                continue
-            if not isinstance(row, dict):
-                yield (
-                    number,
-                    None,
-                    RowIssue("<json>", "not_an_object", f"expected a JSON object, got {type(row).__name__}"),
-                )
-                continue
-            yield number, row, None
+def _parse_checked(
+    row: dict[str, Any],
+    fmt: str,
+    default_id: str,
+    checker: MediaChecker,
+    kind: Kind,
+    legacy_labels: bool,
+    alarm_config: Any = None,
+) -> tuple[list[Record], list[RowIssue]]:
+    issues = bad_unicode(row)
+    records = parse_row(row, fmt, default_id, issues)
+    if issues and issues[0].kind == "invalid_unicode":
+        return records, issues  # text that cannot be encoded cannot be checked further (paths, tags)
+    if legacy_labels:
+        records, refused = _legacy_records(records, row)
+        issues += refused
+    for record in records:
+        issues.extend(check_record(record, checker, require_cot=kind == "cot", alarm_config=alarm_config))
+        if kind not in ("auto", "cot") and record.kind != kind:
+            issues.append(RowIssue("<row>", "wrong_kind", f"expected a {kind} row, got {record.kind}"))
+    return records, issues
 
 
 def validate_file(
@@ -226,41 +137,56 @@ def validate_file(
     kind: Kind = "auto",
     check_videos: bool = True,
     legacy_labels: bool = False,
+    video_fps: float | None = 1.0,
+    video_max_frames: int | None = 90,
+    video_backend: Backend = "auto",
     alarm_config: Any = None,
 ) -> tuple[list[tuple[int, Record]], ValidationReport]:
-    """Parse and check every row of one JSONL file; return the good ``(line, record)`` pairs and the report.
+    """Parse and check every row of one JSONL (or JSON-array) file; return the good ``(line, record)`` pairs and
+    the report. A bad row never raises: every problem becomes a located :class:`Problem`.
 
     ``fmt`` is ``"auto"`` (detected from the first row that names one) or one of ``importers.FORMATS``;
-    ``kind="cot"`` additionally requires every assistant target to be in the CoT format.
+    ``kind="cot"`` additionally requires every assistant target to be in the CoT format. Videos are decoded with
+    the ``video_*`` settings training uses, so a clip that passes here also loads there.
     """
-    from videosafety_r1.data.importers import convert_legacy_labels
-
     path = Path(path)
     if fmt != "auto" and fmt not in FORMATS:
         raise ValueError(f"fmt must be 'auto' or one of {FORMATS}, got {fmt!r}")
     report = ValidationReport(files=[str(path)])
-    checker = MediaChecker(Path(data_root) if data_root is not None else path.parent, check_videos)
+    root = Path(data_root) if data_root is not None else path.parent
+    checker = MediaChecker(root, check_videos, video_fps, video_max_frames, video_backend)
     good: list[tuple[int, Record]] = []
-    for line, row, error in read_jsonl(path):
+    first_line: dict[str, int] = {}  # record id -> line it was first seen on
+    for line, row, error in read_rows(path):
         report.rows += 1
         issues = [error] if error else []
         records: list[Record] = []
-        if row is not None:
-            row_fmt = fmt if fmt != "auto" else report.formats.get(str(path)) or detect_format(row)
-            if row_fmt is None:
-                issues.append(RowIssue("<row>", "unknown_format", f"no known format has keys {sorted(row)}"))
-            else:
-                report.formats.setdefault(str(path), row_fmt)
-                records = parse_row(row, row_fmt, f"{path.stem}-{line}", issues)
-                if legacy_labels:
-                    records = [convert_legacy_labels(mark_legacy(r)) for r in records]
-                for record in records:
-                    issues.extend(check_record(record, checker, require_cot=kind == "cot", alarm_config=alarm_config))
-                    if kind not in ("auto", "cot") and record.kind != kind:
-                        issues.append(RowIssue("<row>", "wrong_kind", f"expected a {kind} row, got {record.kind}"))
+        row_fmt = (
+            None if row is None else fmt if fmt != "auto" else report.formats.get(str(path)) or detect_format(row)
+        )
+        if row is not None and row_fmt is None:
+            known = "; ".join(f"{name}: {keys}" for name, keys in FORMAT_KEYS.items())
+            issues.append(RowIssue("<row>", "unknown_format", f"no known format has keys {sorted(row)} ({known})"))
+        elif row is not None:
+            report.formats.setdefault(str(path), row_fmt)
+            try:
+                records, found = _parse_checked(
+                    row, row_fmt, f"{path.stem}-{line}", checker, kind, legacy_labels, alarm_config
+                )
+            except Exception as err:  # a row must never stop validation: report what broke, keep going
+                logger.debug("row %s:%d raised", path, line, exc_info=True)
+                records, found = [], [RowIssue("<row>", "unreadable_row", f"{type(err).__name__}: {err}")]
+            issues += found
+        for record in records:
+            if record.id in first_line:
+                msg = f"id {record.id!r} already used on line {first_line[record.id]}"
+                issues.append(RowIssue("id", "duplicate_id", msg))
+            first_line.setdefault(record.id, line)
         report.problems.extend(Problem(str(path), line, i.field, i.kind, i.message) for i in issues)
         if not issues:
             good.extend((line, r) for r in records)
+    if report.rows == 0:
+        report.problems.append(Problem(str(path), 0, "<file>", "empty_file", "the file holds no rows"))
     report.records = len(good)
     return good, report
 
@@ -272,19 +198,31 @@ def load_dataset_checked(
     on_bad_row: OnBadRow = "error",
     check_videos: bool = True,
     legacy_labels: bool = False,
+    video_fps: float | None = 1.0,
+    video_max_frames: int | None = 90,
+    video_backend: Backend = "auto",
     alarm_config: Any = None,
 ) -> tuple[list[Record], ValidationReport]:
     """What recipes call at start-up: typed records plus the validation report.
 
     ``on_bad_row="error"`` raises :class:`DataValidationError` listing every problem; ``"skip"`` drops the bad rows,
-    records them in ``report.skipped_lines`` and logs how many; never substitutes another sample.
+    records them in ``report.skipped_lines`` and logs how many; never substitutes another sample. A file that leaves
+    no usable row raises under either policy. Pass the ``video_*`` settings training will sample with.
     """
     if on_bad_row not in ("error", "skip"):
         raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
     good, report = validate_file(
-        path, data_root, kind=kind, check_videos=check_videos, legacy_labels=legacy_labels, alarm_config=alarm_config
+        path,
+        data_root,
+        kind=kind,
+        check_videos=check_videos,
+        legacy_labels=legacy_labels,
+        video_fps=video_fps,
+        video_max_frames=video_max_frames,
+        video_backend=video_backend,
+        alarm_config=alarm_config,
     )
-    if report.problems and on_bad_row == "error":
+    if report.problems and (on_bad_row == "error" or not good):
         raise DataValidationError(report)
     report.skipped_lines = sorted({(p.file, p.line) for p in report.problems})
     if report.skipped:

@@ -87,6 +87,17 @@ class EvalConfig:
         default="OPENAI_API_KEY", metadata={"help": "http: NAME of the environment variable holding the API key."}
     )
     judge_concurrency: int = field(default=8, metadata={"help": "http: parallel requests."})
+    judge_timeout_s: float = field(default=60.0, metadata={"help": "http: seconds to wait for one reply."})
+    judge_max_retries: int = field(
+        default=3, metadata={"help": "http: retries of a timed-out, refused, 429 or 5xx request; then it fails."}
+    )
+    judge_backoff_s: float = field(
+        default=1.0,
+        metadata={
+            "help": "http: first wait before a retry, doubled each time; a Retry-After header (429/503) replaces it, "
+            "capped at 60 s."
+        },
+    )
     judge_batch_size: int = field(default=8, metadata={"help": "transformers: judge forward batch size."})
     judge_cache: bool = field(
         default=True, metadata={"help": "http: cache replies in OUTPUT_DIR/judge_cache.jsonl (failures are retried)."}
@@ -130,6 +141,13 @@ class EvalConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.fps is not None and self.fps <= 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
+        if self.judge_timeout_s <= 0:
+            raise ValueError(f"judge_timeout_s must be > 0, got {self.judge_timeout_s}")
+        if self.judge_max_retries < 0 or self.judge_backoff_s < 0:
+            raise ValueError(
+                f"judge_max_retries and judge_backoff_s must be >= 0, got {self.judge_max_retries}, "
+                f"{self.judge_backoff_s}"
+            )
         if self.bootstrap_samples < 0:
             raise ValueError("bootstrap_samples must be >= 0")
 

@@ -1,7 +1,7 @@
 """A judge behind any OpenAI-compatible ``/v1/chat/completions`` endpoint (vLLM, TGI, SGLang, hosted APIs).
 
 Long evaluations meet flaky servers, so requests are retried with exponential backoff on timeouts, connection
-errors, 429 and 5xx; run concurrently from a thread pool; and cached on disk (JSONL keyed by the sha256 of model and
+errors, 429 and 5xx, waiting what a ``Retry-After`` header asks (seconds or an HTTP date, capped) when there is one; run concurrently from a thread pool; and cached on disk (JSONL keyed by the sha256 of model and
 prompt) so a rerun pays only for what is new. A reply that cannot be read becomes a failed verdict with its error
 recorded: it is counted, never taken as "safe", and never cached.
 """
@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,23 @@ __all__ = ["OpenAIJudge", "JsonlCache"]
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 class JsonlCache:
@@ -72,6 +91,7 @@ class OpenAIJudge(Judge):
         max_retries: int = 3,
         backoff_s: float = 1.0,
         timeout_s: float = 60.0,
+        max_retry_after_s: float = 60.0,
         concurrency: int = 8,
         cache_path: str | os.PathLike[str] | None = None,
         max_tokens: int = 256,
@@ -82,13 +102,14 @@ class OpenAIJudge(Judge):
         self.api_key_env = api_key_env
         self.template = get_prompt_template(template)
         self.max_retries, self.backoff_s, self.timeout_s = max_retries, backoff_s, timeout_s
+        self.max_retry_after_s = max_retry_after_s
         self.concurrency, self.max_tokens, self.temperature = max(1, concurrency), max_tokens, temperature
         self.cache = JsonlCache(cache_path) if cache_path else None
         self.name = name or f"openai:{model}"
         self.prompt_template_name = self.template.name
         self.prompt_template_version = self.template.version
         self.prompt_hash = self.template.hash
-        self.stats = {"requests": 0, "retries": 0, "cache_hits": 0, "failures": 0}
+        self.stats = {"requests": 0, "retries": 0, "cache_hits": 0, "failures": 0, "retry_after_waits": 0}
         self._stats_lock = threading.Lock()
 
     def info(self) -> dict[str, Any]:
@@ -109,7 +130,11 @@ class OpenAIJudge(Judge):
         return headers
 
     def _request(self, prompt: str) -> tuple[str | None, str | None]:
-        """Return ``(reply_text, error)``; retries transient failures, not malformed bodies."""
+        """Return ``(reply_text, error)``; retries transient failures, not malformed bodies.
+
+        The wait before retry ``k`` is ``backoff_s * 2**(k-1)``, or the server's ``Retry-After`` (at most
+        ``max_retry_after_s``) when the failed reply carried one.
+        """
         body = {
             "model": self.model,
             "messages": [{"role": "user", "content": prompt}],
@@ -117,11 +142,13 @@ class OpenAIJudge(Judge):
             "max_tokens": self.max_tokens,
         }
         url = f"{self.base_url}/chat/completions"
-        error = "no attempt made"
+        error, asked = "no attempt made", None
         for attempt in range(self.max_retries + 1):
             if attempt:
                 self._count("retries")
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                backoff = self.backoff_s * 2 ** (attempt - 1)
+                time.sleep(backoff if asked is None else min(asked, self.max_retry_after_s))
+            asked = None
             self._count("requests")
             try:
                 resp = requests.post(url, json=body, headers=self._headers(), timeout=self.timeout_s)
@@ -131,6 +158,10 @@ class OpenAIJudge(Judge):
                 continue
             if resp.status_code in _RETRY_STATUS:
                 error = f"HTTP {resp.status_code}"
+                asked = retry_after_seconds(resp.headers.get("Retry-After"))
+                if asked is not None:
+                    self._count("retry_after_waits")
+                    error += f" (Retry-After {asked:g} s, waited at most {self.max_retry_after_s:g} s)"
                 logger.warning("judge request got %s (attempt %d)", error, attempt + 1)
                 continue
             if resp.status_code != 200:

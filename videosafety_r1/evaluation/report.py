@@ -1,7 +1,9 @@
 """What an evaluation leaves on disk: ``results.json``, ``samples.jsonl``, CSV tables, and console tables.
 
 ``samples.jsonl`` is written one line per finished item and flushed at once, so a killed run loses at most the item
-in flight and ``read_done_ids`` tells the next run what to skip. ``results.json`` holds NaN as null (strict JSON).
+in flight. An item is *done* once generated and judged; an item whose judge call failed is generated but *pending
+for the judge*: the next run judges it again (``rejudge_samples``) without generating it again, and appends the new
+line (the last line of an id wins). ``results.json`` holds NaN as null (strict JSON).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ __all__ = [
     "SampleWriter",
     "read_samples",
     "read_done_ids",
+    "read_judge_pending",
+    "read_latest_samples",
+    "rejudge_samples",
     "write_csv",
     "format_table",
 ]
@@ -47,7 +52,6 @@ def build_sample(
     tags = extract_tags(completion)
     media = row.get("media") or {}
     labels = row.get("labels") or {}
-    verdict_fields = verdict.to_dict() if hasattr(verdict, "to_dict") else dict(verdict)
     return {
         "id": str(row["id"]),
         "split": row.get("split"),
@@ -64,14 +68,22 @@ def build_sample(
         "textual_label": labels.get("textual"),
         "visual_prob": visual_prob,
         "textual_prob": textual_prob,
-        "refused": verdict_fields.get("refused"),
-        "harmful": verdict_fields.get("harmful"),
-        "safe": verdict_fields.get("safe"),
-        "score": verdict_fields.get("score"),
-        "p_unsafe": verdict_fields.get("p_unsafe"),
-        "judge_raw": verdict_fields.get("raw"),
-        "judge_error": verdict_fields.get("error"),
+        **verdict_fields(verdict),
         **extra,
+    }
+
+
+def verdict_fields(verdict: Any) -> dict[str, Any]:
+    """The judge's part of a sample line (what ``rejudge_samples`` replaces)."""
+    fields = verdict.to_dict() if hasattr(verdict, "to_dict") else dict(verdict)
+    return {
+        "refused": fields.get("refused"),
+        "harmful": fields.get("harmful"),
+        "safe": fields.get("safe"),
+        "score": fields.get("score"),
+        "p_unsafe": fields.get("p_unsafe"),
+        "judge_raw": fields.get("raw"),
+        "judge_error": fields.get("error"),
     }
 
 
@@ -185,9 +197,51 @@ def read_samples(path: PathLike) -> list[dict[str, Any]]:
     return rows
 
 
+def read_latest_samples(path: PathLike) -> dict[str, dict[str, Any]]:
+    """The last complete line of each id (a re-judged item appends a newer line), in first-seen order."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in read_samples(path):
+        if isinstance(row, dict) and "id" in row:
+            latest[str(row["id"])] = row
+    return latest
+
+
+def _judged(sample: Mapping[str, Any]) -> bool:
+    return sample.get("judge_error") is None
+
+
 def read_done_ids(path: PathLike) -> set[str]:
-    """Ids of items already written, so a resumed run skips them."""
-    return {str(r["id"]) for r in read_samples(path) if isinstance(r, dict) and "id" in r}
+    """Ids of items generated *and* judged, so a resumed run skips them entirely."""
+    return {i for i, sample in read_latest_samples(path).items() if _judged(sample)}
+
+
+def read_judge_pending(path: PathLike) -> dict[str, dict[str, Any]]:
+    """Samples generated but whose judge call failed: the next run judges them again (never generates them again)."""
+    return {i: sample for i, sample in read_latest_samples(path).items() if not _judged(sample)}
+
+
+def rejudge_samples(samples: Sequence[Mapping[str, Any]], judge: Any, writer: SampleWriter) -> int:
+    """Judge ``samples`` again (the same ``<answer>`` span the first pass judged) and append the updated lines.
+
+    Returns how many still failed; they stay pending for the next run.
+    """
+    from .judges import JudgeItem
+    from .parsing import response_for_judging
+
+    if not samples:
+        return 0
+    items = [
+        JudgeItem(str(s.get("query") or ""), response_for_judging(s.get("completion") or "")[0] or "", str(s["id"]))
+        for s in samples
+    ]
+    verdicts = judge.judge(items)
+    failed = 0
+    for sample, verdict in zip(samples, verdicts, strict=True):
+        updated = {**sample, **verdict_fields(verdict)}
+        failed += not _judged(updated)
+        writer.write(updated)
+    logger.info("re-judged %d items whose judge call had failed (%d still failing)", len(samples), failed)
+    return failed
 
 
 def write_csv(path: PathLike, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> Path:

@@ -28,7 +28,18 @@ from .config import EvalConfig
 from .judges import Judge, JudgeItem, KeywordJudge
 from .metrics import SAFE_SPLITS, compute_metrics
 from .parsing import response_for_judging
-from .report import SampleWriter, build_sample, data_hash, read_done_ids, read_samples, write_csv, write_results_json
+from .report import (
+    SampleWriter,
+    build_sample,
+    data_hash,
+    read_done_ids,
+    read_judge_pending,
+    read_latest_samples,
+    read_samples,
+    rejudge_samples,
+    write_csv,
+    write_results_json,
+)
 
 __all__ = [
     "EvalItem",
@@ -195,6 +206,9 @@ def make_judge(config: EvalConfig) -> Judge:
         api_key_env=config.judge_api_key_env,
         template=config.judge_template or "refusal_harm_json",
         concurrency=config.judge_concurrency,
+        timeout_s=config.judge_timeout_s,
+        max_retries=config.judge_max_retries,
+        backoff_s=config.judge_backoff_s,
         cache_path=Path(config.output_dir) / "judge_cache.jsonl" if config.judge_cache else None,
     )
 
@@ -247,7 +261,7 @@ def _part_files(out_dir: Path) -> list[Path]:
 def _merge_parts(out_dir: Path) -> None:
     """Append rank parts to samples.jsonl (ids already there are skipped, so a merge interrupted midway is safe)."""
     target = out_dir / SAMPLES_FILE
-    done = read_done_ids(target)
+    done = set(read_latest_samples(target))
     with SampleWriter(target) as writer:
         for part in _part_files(out_dir):
             for sample in read_samples(part):
@@ -341,21 +355,32 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
 
         recorded = read_video_sampling(config.model_name_or_path)
     fps, max_frames = video_sampling(recorded, config.fps, config.max_frames)
-    records, _ = load_dataset_checked(config.eval_file, data_root, kind="eval", on_bad_row=config.on_bad_row)
+    records, _ = load_dataset_checked(
+        config.eval_file,
+        data_root,
+        kind="eval",
+        on_bad_row=config.on_bad_row,
+        video_fps=fps,  # decode as generation will
+        video_max_frames=max_frames,
+    )
     if config.max_samples is not None:
         records = records[: config.max_samples]
     items = build_eval_items(records, data_root, config.text_only_pass)
     samples_path = out_dir / SAMPLES_FILE
     done = read_done_ids(samples_path)
-    for part in _part_files(out_dir):
+    judge_pending: dict[str, dict[str, Any]] = {}  # generated, but the judge call failed: judge again only
+    for part in [*_part_files(out_dir), samples_path]:
         done |= read_done_ids(part)
+        judge_pending.update(read_judge_pending(part))
+    judge_pending = {i: s for i, s in judge_pending.items() if i not in done}
     state.wait_for_everyone()  # every rank has read the same done set before any rank appends
-    pending = [it for it in items if it.id not in done]
+    pending = [it for it in items if it.id not in done and it.id not in judge_pending]
     shard = pending[state.process_index :: state.num_processes]
     logger.info(
-        "%d items (%d done, %d pending; %d on this rank of %d)",
+        "%d items (%d done, %d to judge again, %d pending; %d on this rank of %d)",
         len(items),
-        len(items) - len(pending),
+        len(items) - len(pending) - len(judge_pending),
+        len(judge_pending),
         len(pending),
         len(shard),
         state.num_processes,
@@ -416,12 +441,13 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
         if state.num_processes > 1 or _part_files(out_dir):
             _merge_parts(out_dir)
         wanted = {it.id for it in items}
-        records_by_id: dict[str, dict[str, Any]] = {}
-        for sample in read_samples(samples_path):
-            sid = str(sample.get("id"))
-            if sid in wanted:
-                records_by_id.setdefault(sid, sample)
-        stale = len(read_done_ids(samples_path) - wanted)
+        retry = [sample for i, sample in judge_pending.items() if i in wanted]
+        if retry:
+            with SampleWriter(samples_path) as writer:
+                rejudge_samples(retry, judge, writer)
+        latest = read_latest_samples(samples_path)
+        records_by_id = {i: sample for i, sample in latest.items() if i in wanted}
+        stale = len(set(latest) - wanted)
         if stale:
             logger.warning("%d samples in %s are not in the eval set; ignored", stale, samples_path)
         missing = wanted - set(records_by_id)

@@ -1,0 +1,79 @@
+"""Reading dataset files row by row: JSONL, or one JSON array of objects, with line numbers and per-line errors.
+
+Bytes that are not UTF-8 and JSON that does not parse are problems of their line, never exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from videosafety_r1.data.fields import RowIssue
+
+
+def _decode_line(raw: bytes, number: int) -> tuple[int, Any, RowIssue | None]:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return number, None, RowIssue("<line>", "invalid_utf8", f"not UTF-8 at byte {err.start}: {err.reason}")
+    try:
+        return number, json.loads(line), None
+    except json.JSONDecodeError as err:
+        return number, None, RowIssue("<json>", "malformed_json", f"invalid JSON: {err.msg} at column {err.pos + 1}")
+    except RecursionError:
+        return number, None, RowIssue("<json>", "malformed_json", "invalid JSON: nested too deeply")
+
+
+def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
+    """Elements of a file holding one JSON array (VLGuard's ``train.json``), each with the line it starts on."""
+    decoder, pos, line = json.JSONDecoder(), text.index("[") + 1, 1
+    line += text.count("\n", 0, pos)
+    while True:
+        start = pos + len(text[pos:]) - len(text[pos:].lstrip(" \t\r\n,"))
+        line += text.count("\n", pos, start)
+        if start >= len(text) or text[start] == "]":
+            return
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except RecursionError:
+            yield line, None, RowIssue("<json>", "malformed_json", "JSON array: an element is nested too deeply")
+            return
+        except json.JSONDecodeError as err:
+            msg = f"JSON array: {err.msg} at line {err.lineno} column {err.colno}; fix it or convert to JSONL"
+            yield err.lineno, None, RowIssue("<json>", "malformed_json", msg)
+            return
+        yield line, value, None
+        line += text.count("\n", start, end)
+        pos = end
+
+
+def _object(number: int, row: Any, issue: RowIssue | None) -> tuple[int, dict[str, Any] | None, RowIssue | None]:
+    if issue is None and not isinstance(row, dict):
+        issue = RowIssue("<json>", "not_an_object", f"expected a JSON object, got {type(row).__name__}")
+    return number, row if issue is None else None, issue
+
+
+def read_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any] | None, RowIssue | None]]:
+    """Yield ``(line_number, row_or_None, issue_or_None)`` per row of a JSONL file, or of a file holding one JSON
+    array of objects (VLGuard's ``train.json``; line = where the element starts). Bytes that are not UTF-8 and JSON
+    that does not parse are issues of their line; blank lines are skipped."""
+    with open(path, "rb") as f:
+        lines, first = enumerate(f, start=1), True
+        for number, raw in lines:
+            raw = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
+            if not raw.strip():
+                continue
+            parsed = _decode_line(raw, number)
+            if first and raw.lstrip().startswith(b"[") and parsed[2] is not None:  # not one JSONL row: an array
+                data = b"\n" * (number - 1) + raw + b"".join(rest for _, rest in lines)
+                for row in _array_rows(data.decode("utf-8", errors="surrogateescape")):
+                    yield _object(*row)
+                return
+            first = False
+            yield _object(*parsed)
+
+
+#: Kept for callers of the old name.
+read_jsonl = read_rows
