@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from videosafety_r1.runs import eval_fingerprint, prepare_output_dir
+
 from .alarm_metrics import alarm_metrics_from_records
 from .config import EvalConfig
 from .judges import Judge, JudgeItem, KeywordJudge
@@ -342,9 +344,13 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
 
     if (model is None) != (processor is None):
         raise ValueError("pass both model and processor, or neither (then model_name_or_path is loaded)")
+    if not config.eval_file or (model is None and not config.model_name_or_path):
+        raise ValueError("run_evaluation needs config.eval_file and a model (config.model_name_or_path or model=)")
     state = distributed_state()
     out_dir = Path(config.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # a folder holding another model's / settings' samples is refused before any finished id is skipped
+    policy, fingerprint = config.on_existing_output, eval_fingerprint(config, model)
+    prepare_output_dir(out_dir, fingerprint, policy, kind="evaluation", is_main_process=state.is_main_process)
     data_root = config.data_root or str(Path(config.eval_file).parent)
     records, _ = load_dataset_checked(config.eval_file, data_root, kind="eval", on_bad_row=config.on_bad_row)
     if config.max_samples is not None:
@@ -380,7 +386,12 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
         with SampleWriter(target) as writer:
             for batch in tqdm(_batches(shard, config.batch_size), desc="evaluate", disable=not state.is_main_process):
                 inputs = build_eval_inputs(
-                    processor, batch, config.fps, config.max_frames, alarm, prompt_format=config.prompt_format
+                    processor,
+                    batch,
+                    config.video_fps,
+                    config.video_max_frames,
+                    alarm,
+                    prompt_format=config.prompt_format,
                 )
                 completions, probs = generate_batch(model, processor, inputs, config)
                 responses = [response_for_judging(c) for c in completions]
