@@ -38,17 +38,19 @@ SFT_FIELD_SUPPORT: dict[str, str] = {
     "eos_token": "rejected: the processor's chat template ends turns; set it on the processor",
     "max_length": "implemented: the longest tokenized row (vision tokens included); over-long rows follow "
     "`truncation` (error | drop), never cut, since cutting would drop vision tokens or alarm positions",
-    "truncation_mode": "rejected unless keep_start (the default): rows are never cut from the start",
+    "truncation_mode": "implemented for keep_start (the default); keep_end is rejected: TRL deprecates it",
     "shuffle_dataset": "implemented: the training rows are shuffled once with `seed` before training",
     "packing": f"rejected: {_NO_PACKING}",
     "packing_strategy": f"rejected: only used with packing. {_NO_PACKING}",
     "padding_free": f"rejected: {_NO_PACKING}; padding is needed for the batched vision inputs",
-    "pad_to_multiple_of": "implemented for 'auto' (TRL's default: no padding off Neuron); an int is rejected",
+    "pad_to_multiple_of": "implemented for 'auto' (TRL's default: no padding off Neuron); an int is rejected: the "
+    "collator pads each batch to its longest row",
     "eval_packing": f"rejected: {_NO_PACKING}",
-    "completion_only_loss": "rejected unless None: rows are conversations; the loss covers assistant turns "
-    "(assistant_only_loss=True)",
-    "assistant_only_loss": "implemented: True (the default here) is the only value; loss on assistant tokens only",
-    "loss_type": "implemented: nll (chunked_nll is TRL's alias); dft rejected",
+    "completion_only_loss": "implemented for None (TRL's default: the dataset decides; AT-SFT rows are conversations);"
+    " True / False are rejected: the loss covers assistant turns, set by assistant_only_loss",
+    "assistant_only_loss": "implemented for True (the default here): loss on assistant tokens only; False is "
+    "rejected: AT-SFT never trains on user or system text",
+    "loss_type": "implemented for nll (and TRL's alias chunked_nll); dft is rejected: use nll",
     "activation_offloading": "rejected: use gradient_checkpointing to save activation memory",
     "pad_token": "rejected: TRL deprecates it; set processor.tokenizer.pad_token",
 }
@@ -70,6 +72,19 @@ class ATSFTConfig(trl.SFTConfig):
     )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Must stay False: batches carry alarm labels the model signature lacks."}
+    )
+    # transformers 5.x renamed gradient_checkpointing to activation_checkpointing; TRL's default (on) is kept under
+    # the new name, so a config that sets neither raises no deprecation warning
+    activation_checkpointing: bool | None = field(
+        default=True, metadata={"help": "Recompute activations in the backward pass (TRL's default: on)."}
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Deprecated alias of activation_checkpointing (transformers 5).",
+            "nargs": "?",
+            "const": True,
+        },
     )
     # model
     model_name_or_path: str | None = field(default=None, metadata={"help": "Hub id or local checkpoint to train."})
@@ -123,11 +138,13 @@ class ATSFTConfig(trl.SFTConfig):
             self.train_file = [self.train_file]
         if isinstance(self.data_root, str):
             self.data_root = [self.data_root]
+        if self.gradient_checkpointing is not None and self.activation_checkpointing is True:
+            self.activation_checkpointing = None  # an explicit old-name value wins over our default (and warns)
+        if self.activation_checkpointing_kwargs is None and self.gradient_checkpointing_kwargs is None:
+            self.activation_checkpointing_kwargs = {"use_reentrant": False}
         super().__post_init__()
         if self.label_names is None:
             self.label_names = ["labels"]  # the wrapper's forward takes **kwargs, so the Trainer cannot infer it
-        if self.gradient_checkpointing_kwargs is None:
-            self.gradient_checkpointing_kwargs = {"use_reentrant": False}
 
     def _sft_field_problems(self) -> list[str]:
         """Non-default values of rejected trl.SFTConfig fields, each with the alternative."""
@@ -153,7 +170,7 @@ class ATSFTConfig(trl.SFTConfig):
             "remove_unused_columns": self.remove_unused_columns,
         }
         reasons = {**SFT_FIELD_SUPPORT, "remove_unused_columns": "rejected: batches carry alarm labels"}
-        problems = [f"{name}={getattr(self, name)!r} is {reasons[name]}" for name, bad in rejected.items() if bad]
+        problems = [f"{name}={getattr(self, name)!r}: {reasons[name]}" for name, bad in rejected.items() if bad]
         kwargs = self.model_init_kwargs
         if isinstance(kwargs, dict):
             for key, own in (

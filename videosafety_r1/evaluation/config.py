@@ -93,7 +93,7 @@ class EvalConfig:
         default=True, metadata={"help": "http: cache replies in OUTPUT_DIR/judge_cache.jsonl (failures are retried)."}
     )
     # --- statistics and outputs --------------------------------------------------------------------------------
-    bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples for 95% intervals."})
+    bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples for 95%% intervals."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling and of the bootstrap."})
     output_dir: str = field(default="eval_out", metadata={"help": "Where samples.jsonl, results.json, CSVs, PNGs go."})
     on_existing_output: str = field(
