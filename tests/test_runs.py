@@ -148,6 +148,16 @@ def test_explicit_resume_from_checkpoint_is_checked(workspace, sft_run, tmp_path
     assert resume_checkpoint(args) == str(sft_run / "checkpoint-1")  # TrainingArguments' meaning: resume from it
 
 
+def test_a_failed_start_does_not_block_the_corrected_rerun(tmp_path):
+    """A fingerprint without checkpoints or outputs (the first start failed on a bad path) is no run to protect."""
+    assert prepare_output_dir(tmp_path, {"train_file": "typo.jsonl"}) is False
+    assert prepare_output_dir(tmp_path, {"train_file": "data.jsonl"}) is False
+    assert json.loads((tmp_path / FINGERPRINT_FILE).read_text()) == {"train_file": "data.jsonl"}
+    (tmp_path / "checkpoint-1").mkdir()
+    with pytest.raises(ValueError, match="train_file: 'data.jsonl' -> 'other.jsonl'"):
+        prepare_output_dir(tmp_path, {"train_file": "other.jsonl"})
+
+
 def test_folder_with_checkpoints_but_no_fingerprint_is_refused(tmp_path):
     (tmp_path / "checkpoint-5").mkdir()
     with pytest.raises(ValueError, match="without run_fingerprint.json"):
@@ -167,7 +177,8 @@ def test_grpo_recipe_refuses_a_stale_folder_before_loading(workspace, tmp_path, 
         "--output_dir", str(out),
     ]  # fmt: skip
     first = load_config(GRPOConfig, base[1], base[2:])
-    resume_checkpoint(first)  # what the first run wrote
+    resume_checkpoint(first)  # what the first run wrote, and one of its checkpoints
+    (out / "checkpoint-2").mkdir()
     assert json.loads((out / FINGERPRINT_FILE).read_text()) == training_fingerprint(first)
     import videosafety_r1.alarm as alarm
 

@@ -130,7 +130,11 @@ def _differences(saved: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 
 def _holds_run(out: Path, outputs: Iterable[str]) -> bool:
-    return (out / FINGERPRINT_FILE).exists() or any((out / name).exists() for name in outputs) or _checkpoints(out)
+    """Whether a previous run left work here. A fingerprint alone does not count: a start that failed before any
+    checkpoint or sample (a typo in a path, bad data) must not block the corrected rerun."""
+    if not out.is_dir():
+        return False
+    return any((out / name).exists() for name in outputs) or bool(_checkpoints(out)) or any(out.glob("samples.part*"))
 
 
 def _checkpoints(out: Path) -> list[Path]:
