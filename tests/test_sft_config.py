@@ -145,6 +145,24 @@ def test_remove_unused_columns_true_is_rejected_not_flipped(tmp_path):
     assert _config(tmp_path).remove_unused_columns is False
 
 
+def test_trainer_fields_the_at_sft_loss_would_ignore_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="label_smoothing_factor=0.1: rejected"):
+        _config(tmp_path, label_smoothing_factor=0.1)
+
+
+def test_gradient_accumulation_divides_the_mean_losses(tmp_path):
+    """The AT-SFT loss is a mean per micro-batch, so the Trainer must divide it by the accumulation steps."""
+    from videosafety_r1.alarm import add_alarm_tokens
+    from videosafety_r1.sft import ATSFTTrainer
+    from videosafety_r1.testing import tiny_video_llm
+
+    model, processor = tiny_video_llm("qwen2_5_vl", seed=0)
+    model = add_alarm_tokens(model, processor)
+    args = _config(tmp_path, gradient_accumulation_steps=2)
+    trainer = ATSFTTrainer(model=model, args=args, train_dataset=[0, 1], processing_class=processor)
+    assert trainer.model_accepts_loss_kwargs is False
+
+
 def test_model_init_kwargs_cannot_shadow_own_fields(tmp_path):
     with pytest.raises(ValueError, match="set the dtype field"):
         _config(tmp_path, model_init_kwargs={"torch_dtype": "float16"})

@@ -60,6 +60,9 @@ class ATSFTTrainer(Trainer):
         super().__init__(*args, **kwargs)
         if not isinstance(self.accelerator.unwrap_model(self.model), AlarmVideoLLM):
             raise TypeError("ATSFTTrainer trains an AlarmVideoLLM; call add_alarm_tokens first")
+        # compute_loss returns per-micro-batch means (num_items_in_batch is not used), so the Trainer must divide
+        # them by gradient_accumulation_steps, its rule for models that do not normalise by the token count
+        self.model_accepts_loss_kwargs = False
         if self.args.shuffle_dataset and self.train_dataset is not None:  # TRL: shuffle once, with the run's seed
             if hasattr(self.train_dataset, "shuffle"):
                 self.train_dataset = self.train_dataset.shuffle(seed=self.args.seed)

@@ -168,8 +168,13 @@ class ATSFTConfig(trl.SFTConfig):
             "activation_offloading": self.activation_offloading,
             "pad_token": self.pad_token is not None,
             "remove_unused_columns": self.remove_unused_columns,
+            "label_smoothing_factor": self.label_smoothing_factor != 0,
         }
-        reasons = {**SFT_FIELD_SUPPORT, "remove_unused_columns": "rejected: batches carry alarm labels"}
+        reasons = {
+            **SFT_FIELD_SUPPORT,
+            "remove_unused_columns": "rejected: batches carry alarm labels",
+            "label_smoothing_factor": "rejected: the LM term is the model's own cross-entropy (method.md); use 0",
+        }
         problems = [f"{name}={getattr(self, name)!r}: {reasons[name]}" for name, bad in rejected.items() if bad]
         kwargs = self.model_init_kwargs
         if isinstance(kwargs, dict):
