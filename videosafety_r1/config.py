@@ -216,6 +216,7 @@ def parse_recipe_args(
     if known.help:
         fields = HfArgumentParser(cls, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
         fields.usage = f"%(prog)s --config FILE.yaml [--field value ...]  (fields of {cls.__name__} below)"
+        fields.add_argument("--config", metavar="FILE.yaml", help="YAML mapping of the fields below (required)")
         fields.print_help()
         raise SystemExit(0)
     if not known.config:
