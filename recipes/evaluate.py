@@ -5,34 +5,32 @@ Launch (one process, or N with --num_processes N: rows are sharded by rank and m
     accelerate launch recipes/evaluate.py --config recipes/configs/demo/evaluate.yaml
 
 Any EvalConfig field can be overridden after the config, e.g. ``--model_name_or_path demo_out/cot/final`` or
-``--text_only_pass false``. A killed run resumes: launch the same command again.
+``--text_only_pass false``; ``--help`` lists them. A killed run resumes: launch the same command again. A rerun into
+an ``output_dir`` that holds another model's or other settings' samples is refused (``on_existing_output``).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
 from transformers import set_seed
 
-from videosafety_r1.config import load_config
+from videosafety_r1.config import check_model_path, parse_recipe_args
 from videosafety_r1.evaluation import EvalConfig, distributed_state, format_table, run_evaluation, summary_rows
+from videosafety_r1.zero3 import close_process_group
 
 logger = logging.getLogger("evaluate")
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="YAML of EvalConfig fields.")
-    args, overrides = parser.parse_known_args(argv)
-
+    config, _ = parse_recipe_args(EvalConfig, argv, __doc__, required=("model_name_or_path", "eval_file"))
     state = distributed_state()
     logging.basicConfig(
         level=logging.INFO if state.is_main_process else logging.WARNING,
         format=f"%(asctime)s [rank {state.process_index}] %(levelname)s %(name)s: %(message)s",
     )
-    config = load_config(EvalConfig, args.config, overrides)
+    check_model_path(config.model_name_or_path)
     set_seed(config.seed)
     logger.info("evaluating %s on %s -> %s", config.model_name_or_path, config.eval_file, config.output_dir)
 
@@ -49,6 +47,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-    from videosafety_r1.zero3 import close_process_group
-
     close_process_group()  # every rank leaves together (one leaving alone can abort at exit)

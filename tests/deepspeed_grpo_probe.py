@@ -1,4 +1,4 @@
-"""recipes/grpo.py, run unchanged, plus a record of what the policy looks like while it generates.
+"""recipes/grpo.py, run unchanged (through tests/recipe_probe.py, which prints the weight checksums), plus a record of what the policy looks like while it generates.
 
 Launched by tests/test_slow_deepspeed.py with `accelerate launch --config_file launch/cpu_zero{2,3}.yaml`; every
 argument goes to the recipe. Each rank prints one line: `[probe] rank R/N {json}` with, per generation call, whether
@@ -8,15 +8,15 @@ after training (ZeRO-3 really shards them), and, where the run wrote checkpoints
 """
 
 import json
-import runpy
 import sys
 from pathlib import Path
 
 import torch
+from recipe_probe import install_checksum_probe, run_recipe  # tests/ is this script's folder
 
-from videosafety_r1 import rollout
+from videosafety_r1 import rollout, zero3
 from videosafety_r1.grpo.trainer import VideoGRPOTrainer
-from videosafety_r1.zero3 import close_process_group, parameter_checksum
+from videosafety_r1.zero3 import parameter_checksum
 
 calls: list[dict] = []
 seen: list[torch.nn.Module] = []
@@ -46,8 +46,10 @@ def recording_train(self, *args, **kwargs):
 
 rollout.HFGenerator.__call__ = recording
 VideoGRPOTrainer.train = recording_train
-main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "recipes" / "grpo.py"), run_name="probe")["main"]
-main(sys.argv[1:])
+install_checksum_probe()
+close_process_group = zero3.close_process_group
+zero3.close_process_group = lambda: None  # the recipe's finish_run would end the group; the reload below needs it
+run_recipe("grpo", sys.argv[1:])
 
 rank, world = 0, 1
 if torch.distributed.is_initialized():

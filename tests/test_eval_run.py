@@ -42,7 +42,7 @@ def eval_data(tmp_path_factory) -> Path:
 
 
 def _config(model: Path, data: Path, out: Path, eval_file: str = "eval.jsonl", **kw) -> EvalConfig:
-    defaults = dict(max_new_tokens=4, batch_size=4, bootstrap_samples=50, fps=2.0, max_frames=8)
+    defaults = dict(max_new_tokens=4, batch_size=4, bootstrap_samples=50, video_fps=2.0, video_max_frames=8)
     defaults.update(kw)
     return EvalConfig(model_name_or_path=str(model), eval_file=str(data / eval_file), output_dir=str(out), **defaults)
 
@@ -189,8 +189,8 @@ def test_config_loads_demo_yaml_and_validates(tmp_path):
     for bad in (["--judge", "gpt"], ["--judge", "http"], ["--temperature", "-1"], ["--batch_size", "0"]):
         with pytest.raises(ValueError):
             load_config(EvalConfig, DEMO_YAML, bad)
-    with pytest.raises(ValueError, match="model_name_or_path"):
-        EvalConfig(model_name_or_path="", eval_file="x")
+    with pytest.raises(ValueError, match="renamed to 'video_fps'"):
+        load_config(EvalConfig, DEMO_YAML, ["--fps", "2"])
     with pytest.raises(ValueError, match="unknown key"):
         load_config(EvalConfig, DEMO_YAML, ["--judge_modle", "x"])
 
@@ -303,10 +303,10 @@ def test_unset_video_sampling_follows_the_checkpoint(tiny_checkpoint, eval_data,
         return real(processor, items, fps, max_frames, *args, **kwargs)
 
     monkeypatch.setattr(run_mod, "build_eval_inputs", spy)
-    run_evaluation(_config(tmp_path / "ckpt", eval_data, tmp_path / "out", fps=None, max_frames=None))
+    run_evaluation(_config(tmp_path / "ckpt", eval_data, tmp_path / "out", video_fps=None, video_max_frames=None))
     assert seen and set(seen) == {(3.0, 5)}
     seen.clear()
-    run_evaluation(_config(tmp_path / "ckpt", eval_data, tmp_path / "out2", fps=2.0, max_frames=None))
+    run_evaluation(_config(tmp_path / "ckpt", eval_data, tmp_path / "out2", video_fps=2.0, video_max_frames=None))
     assert set(seen) == {(2.0, 5)}  # the caller's value wins where given
 
 

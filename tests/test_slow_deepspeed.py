@@ -27,6 +27,9 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE"
 STAGES = (2, 3)
 
 
+PROBE = ROOT / "tests" / "recipe_probe.py"  # runs a recipe and prints the weight checksums of every rank
+
+
 def _launch(stage: int, script: Path, args: list[str], log: Path) -> str:
     """`accelerate launch` on 2 CPU processes with ZeRO-`stage`; returns stdout (stderr goes to `log`)."""
     cmd = [
@@ -94,7 +97,7 @@ def sft(workspace):
     runs = {}
     for stage in STAGES:
         out = workspace / f"sft_zero{stage}"
-        stdout = _launch(stage, ROOT / "recipes" / "at_sft.py", _sft_args(workspace, out), out.with_suffix(".log"))
+        stdout = _launch(stage, PROBE, ["at_sft", *_sft_args(workspace, out)], out.with_suffix(".log"))
         runs[stage] = _sft_run(stdout, out)
     return runs
 
@@ -230,7 +233,7 @@ def test_at_sft_resumes_from_a_deepspeed_checkpoint_to_the_same_weights(sft, wor
     out = workspace / f"sft_zero{stage}_resumed"
     shutil.copytree(sft[stage]["out"] / "checkpoint-2", out / "checkpoint-2")
     before = {p: p.stat().st_mtime_ns for p in (out / "checkpoint-2").rglob("*") if p.is_file()}
-    stdout = _launch(stage, ROOT / "recipes" / "at_sft.py", _sft_args(workspace, out), out.with_suffix(".log"))
+    stdout = _launch(stage, PROBE, ["at_sft", *_sft_args(workspace, out)], out.with_suffix(".log"))
     # a run that started over would have written checkpoint-2 again
     assert {p: p.stat().st_mtime_ns for p in before} == before, "the run did not resume from checkpoint-2"
     assert json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["global_step"] == 4

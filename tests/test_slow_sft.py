@@ -82,7 +82,8 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path):
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(ROOT / "recipes" / "at_sft.py"), *args, "--output_dir", str(tmp_path / "ddp"), "--max_steps", "3",
+        str(ROOT / "tests" / "recipe_probe.py"), "at_sft", *args, "--output_dir", str(tmp_path / "ddp"),
+        "--max_steps", "3",
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -1,9 +1,15 @@
 """Load a config dataclass from a YAML file plus command-line overrides.
 
-Values live in YAML (one flat mapping of field names); the command line may override any of them. Unknown or
-duplicated keys are errors that name their source, so a typo never silently falls back to a default. Type
-conversion goes through ``transformers.HfArgumentParser``, so a YAML ``1e-6`` (a string to YAML 1.1) and a CLI
-``--beta 0.1`` become the same floats the parser would produce from a plain command line.
+Values live in YAML (one flat mapping of field names); the command line may override any of them. Unknown,
+renamed or duplicated keys are errors that name their source, so a typo never silently falls back to a default.
+String values (YAML and CLI) are converted by ``transformers.HfArgumentParser``, so a YAML ``1e-6`` (a string to
+YAML 1.1) and a CLI ``--beta 0.1`` become the same floats; other YAML values are type-checked against the field's
+annotation (``max_steps: true`` or ``num_generations: [4, 8]`` fail naming file and key).
+
+Why not ``trl.TrlParser``: it sets the YAML values as argparse *defaults*, which argparse never converts or checks
+(``max_steps: true`` would train one step), it keeps the last of duplicated keys, reports unknown YAML keys without
+the file's name, and writes an ``env:`` mapping into ``os.environ``. ``parse_recipe_args`` keeps its command-line
+shape (``--config FILE`` plus ``--field value`` overrides, ``--help`` listing every field).
 """
 
 from __future__ import annotations
@@ -11,9 +17,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import enum
 import logging
 import os
 import re
+import sys
+import types
+import typing
+from collections.abc import Sequence
 from typing import Any, TypeVar, get_type_hints
 
 import yaml
@@ -71,7 +82,9 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, list[str]]]:
     return pairs
 
 
-def _unknown_key_error(source: str, key: str, known: set[str]) -> ValueError:
+def _unknown_key_error(source: str, key: str, known: set[str], renamed: dict[str, str] | None = None) -> ValueError:
+    if renamed and key in renamed:
+        return ValueError(f"{source}: key {key!r} was renamed to {renamed[key]!r}")
     hint = difflib.get_close_matches(key, known, n=1)
     suffix = f"; did you mean {hint[0]!r}?" if hint else ""
     return ValueError(f"{source}: unknown key {key!r}{suffix}")
@@ -86,6 +99,45 @@ def _convert(parser: HfArgumentParser, source: str, key: str, values: list[str])
     if extra:
         raise ValueError(f"{source}: {key!r} takes one value, got {values!r}")
     return getattr(namespace, key)
+
+
+def _matches(hint: Any, value: Any) -> bool:
+    """Whether a YAML value (not a string) fits a field annotation; unknown annotations accept anything."""
+    if hint is Any:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(arm, value) for arm in args)
+    if origin is typing.Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if origin in (list, Sequence, tuple) or hint in (list, tuple):
+        return isinstance(value, list) and (not args or all(_matches(args[0], v) for v in value))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return isinstance(value, hint) or value in {m.value for m in hint}
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _check_type(hints: dict[str, Any], source: str, key: str, value: Any) -> Any:
+    """Return ``value`` (ints widened to float for float fields) or raise naming source, key and expected type."""
+    hint = hints.get(key, Any)
+    if not _matches(hint, value):
+        shown = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+        raise ValueError(f"{source}: {key!r} expects {shown}, got {type(value).__name__} {value!r}")
+    if hint is float and isinstance(value, int):
+        return float(value)
+    return value
 
 
 def _nargs(parser: HfArgumentParser, key: str) -> Any:
@@ -105,7 +157,9 @@ def load_config(cls: type[T], yaml_path: str | os.PathLike | None, overrides: li
         raise TypeError(f"{cls!r} is not a dataclass")
     parser = HfArgumentParser(cls, exit_on_error=False)
     known = {f.name for f in dataclasses.fields(cls) if f.init}
-    bool_fields = {name for name, hint in get_type_hints(cls).items() if hint is bool or hint == bool | None}
+    hints = get_type_hints(cls)
+    bool_fields = {name for name, hint in hints.items() if hint is bool or hint == bool | None}
+    renamed: dict[str, str] = dict(getattr(cls, "renamed_fields", {}) or {})
     values: dict[str, Any] = {}
 
     if yaml_path is not None:
@@ -120,20 +174,87 @@ def load_config(cls: type[T], yaml_path: str | os.PathLike | None, overrides: li
             raise ValueError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
         for key, value in data.items():
             if key not in known:
-                raise _unknown_key_error(source, str(key), known)
+                raise _unknown_key_error(source, str(key), known, renamed)
             if isinstance(value, str):
                 value = _convert(parser, source, key, [value])
-            elif isinstance(value, list) and value and _nargs(parser, key) in ("+", "*"):
+            elif (
+                isinstance(value, list)
+                and value
+                and _nargs(parser, key) in ("+", "*")
+                and all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in value)
+            ):
                 value = _convert(parser, source, key, [str(v) for v in value])
+            else:
+                value = _check_type(hints, source, key, value)
             values[key] = value
 
     for key, args in parse_overrides(list(overrides or [])):
         if key not in known and key.startswith("no_") and key[3:] in bool_fields and not args:
             key, args = key[3:], ["false"]
         if key not in known:
-            raise _unknown_key_error("command-line override", key, known)
+            raise _unknown_key_error("command-line override", key, known, renamed)
         values[key] = _convert(parser, "command-line override", key, args)
 
     logger.debug("config %s from %s with %d overrides", cls.__name__, yaml_path, len(overrides or []))
     (config,) = parser.parse_dict(values, allow_extra_keys=False)
     return config
+
+
+def parse_recipe_args(
+    cls: type[T], argv: list[str] | None, description: str, required: Sequence[str] = ()
+) -> tuple[T, str]:
+    """A recipe's command line: ``--config FILE`` plus field overrides; ``--help`` lists every field of ``cls``.
+
+    ``required`` fields must be set (non-empty) by the YAML or the command line; the dataclass itself may default
+    them, so it stays usable from Python. Returns ``(config, yaml_path)``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=description, add_help=False)
+    parser.add_argument("--config", help=f"YAML file of {cls.__name__} fields")
+    parser.add_argument("-h", "--help", action="store_true")
+    known, overrides = parser.parse_known_args(argv)
+    if known.help:
+        fields = HfArgumentParser(cls, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+        fields.usage = f"%(prog)s --config FILE.yaml [--field value ...]  (fields of {cls.__name__} below)"
+        fields.add_argument("--config", metavar="FILE.yaml", help="YAML mapping of the fields below (required)")
+        fields.print_help()
+        raise SystemExit(0)
+    if not known.config:
+        parser.error("--config FILE.yaml is required (see --help for the fields it may set)")
+    config = load_config(cls, known.config, overrides)
+    missing = [name for name in required if not getattr(config, name, None)]
+    if missing:
+        raise ValueError(
+            f"{known.config}: {', '.join(map(repr, missing))} must be set (in the YAML or as --key value)"
+        )
+    return config, known.config
+
+
+_PATH_LIKE = re.compile(r"^(/|\./|\.\./|~)")
+
+
+def check_model_path(name: str, key: str = "model_name_or_path") -> None:
+    """Fail early and clearly on a model that cannot load: run before any weights are read.
+
+    A name that looks like a path (absolute, ``./``, ``../``, ``~`` or more than one ``/``) must be an existing
+    folder ("folder not found"); anything else is a hub id, which offline (``HF_HUB_OFFLINE=1``) must be in the
+    local cache ("not in the local cache").
+    """
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    if os.path.isdir(os.path.expanduser(name)):
+        return
+    if _PATH_LIKE.match(name) or name.count("/") > 1 or os.path.exists(os.path.expanduser(name)):
+        raise ValueError(f"{key}: folder not found: {name}")
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+    try:
+        snapshot_download(name, local_files_only=True)
+    except HFValidationError as err:
+        raise ValueError(f"{key}: {name!r} is neither an existing folder nor a valid hub id ({err})") from None
+    except (LocalEntryNotFoundError, OSError):
+        if offline:
+            raise ValueError(
+                f"{key}: {name!r} is not a folder and the hub id is not in the local cache (HF_HUB_OFFLINE=1); "
+                "download it first or give a local path"
+            ) from None

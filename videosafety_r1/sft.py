@@ -14,94 +14,28 @@ Vision tower and projector stay frozen throughout.
 from __future__ import annotations
 
 import logging
+import random
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-import trl
 from transformers import Trainer
 
-from videosafety_r1.alarm import AlarmConfig, AlarmVideoLLM, load_checkpoint_weights, save_pretrained
-from videosafety_r1.constants import parse_dtype
+from videosafety_r1.alarm import AlarmVideoLLM, load_checkpoint_weights, save_pretrained
+from videosafety_r1.sft_config import SFT_FIELD_SUPPORT, STAGES, ATSFTConfig
+
+__all__ = [
+    "ATSFTConfig",
+    "ATSFTTrainer",
+    "SFT_FIELD_SUPPORT",
+    "STAGES",
+    "alarm_losses",
+    "build_sft_model",
+    "load_sft_datasets",
+]
 
 logger = logging.getLogger(__name__)
-
-STAGES = ("alarm_init", "atc", "cot")
-_STAGE_SWITCHES = {
-    "alarm_init": dict(train_vectors=True, train_heads=False),
-    "atc": dict(train_vectors=True, train_heads=True),
-    "cot": dict(train_vectors=False, train_heads=False),
-}
-
-
-@dataclass
-class ATSFTConfig(trl.SFTConfig):
-    """`trl.SFTConfig` plus the method's model, alarm, data and LoRA settings (grouped below)."""
-
-    # model
-    model_name_or_path: str | None = field(default=None, metadata={"help": "Hub id or local checkpoint to train."})
-    model_dtype: str = field(default="auto", metadata={"help": "auto, bfloat16, float16 or float32."})
-    attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa, eager or flash_attention_2."})
-    # alarm
-    stage: str = field(default="atc", metadata={"help": "alarm_init, atc or cot (see videosafety_r1.sft)."})
-    lambda_visual: float = field(default=0.1, metadata={"help": "Weight of the visual-head BCE term."})
-    lambda_textual: float = field(default=0.1, metadata={"help": "Weight of the textual-head BCE term."})
-    alarm_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the alarm vectors."})
-    head_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the two heads."})
-    alarm_init: str = field(default="zeros", metadata={"help": "Alarm vector init when tokens are new."})
-    # data
-    train_file: str | None = field(default=None, metadata={"help": "Training JSONL (canonical or published)."})
-    eval_file: str | None = field(default=None, metadata={"help": "Optional held-out JSONL for head accuracy."})
-    data_root: str | None = field(default=None, metadata={"help": "Folder media paths are relative to."})
-    eval_data_root: str | None = field(default=None, metadata={"help": "Media root of eval_file (default data_root)."})
-    video_fps: float = field(default=1.0, metadata={"help": "Frames sampled per second of video."})
-    video_max_frames: int = field(default=90, metadata={"help": "Cap on sampled frames (uniform subsampling)."})
-    truncation: str = field(default="error", metadata={"help": "Over-long rows: error or drop."})
-    on_bad_row: str = field(default="error", metadata={"help": "Invalid rows at start-up: error or skip."})
-    # LoRA
-    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of the full LLM."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str = field(
-        default=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
-        metadata={"help": "Regex of LLM modules that get adapters (never the vision tower)."},
-    )
-    # outputs
-    export_plain: bool = field(default=True, metadata={"help": "Also write a plain transformers export."})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        problems = []
-        if self.stage not in STAGES:
-            problems.append(f"stage must be one of {STAGES}, got {self.stage!r}")
-        if self.truncation not in ("error", "drop"):
-            problems.append(f"truncation must be error or drop, got {self.truncation!r}")
-        if self.on_bad_row not in ("error", "skip"):
-            problems.append(f"on_bad_row must be error or skip, got {self.on_bad_row!r}")
-        if min(self.lambda_visual, self.lambda_textual) < 0:
-            problems.append("lambda_visual and lambda_textual must be >= 0")
-        if problems:
-            raise ValueError("invalid ATSFTConfig: " + "; ".join(problems))
-        self.remove_unused_columns = False  # batches carry alarm labels the model signature does not name
-        if self.label_names is None:
-            self.label_names = ["labels"]  # the wrapper's forward takes **kwargs, so the Trainer cannot infer it
-        if self.gradient_checkpointing_kwargs is None:
-            self.gradient_checkpointing_kwargs = {"use_reentrant": False}
-
-    @property
-    def heads_in_loss(self) -> bool:
-        return self.stage == "atc"
-
-    def alarm_config(self, base: AlarmConfig | None = None) -> AlarmConfig:
-        """The AlarmConfig this stage trains with (token strings and placement kept from `base`)."""
-        cfg = AlarmConfig(**{**(base.to_dict() if base else {}), "init": self.alarm_init})
-        for key, value in _STAGE_SWITCHES[self.stage].items():
-            setattr(cfg, key, value)
-        cfg.train_llm = not self.use_lora
-        return cfg
 
 
 def alarm_losses(logits: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -126,6 +60,16 @@ class ATSFTTrainer(Trainer):
         super().__init__(*args, **kwargs)
         if not isinstance(self.accelerator.unwrap_model(self.model), AlarmVideoLLM):
             raise TypeError("ATSFTTrainer trains an AlarmVideoLLM; call add_alarm_tokens first")
+        # compute_loss returns per-micro-batch means (num_items_in_batch is not used), so the Trainer must divide
+        # them by gradient_accumulation_steps, its rule for models that do not normalise by the token count
+        self.model_accepts_loss_kwargs = False
+        if self.args.shuffle_dataset and self.train_dataset is not None:  # TRL: shuffle once, with the run's seed
+            if hasattr(self.train_dataset, "shuffle"):
+                self.train_dataset = self.train_dataset.shuffle(seed=self.args.seed)
+            else:
+                rows = list(self.train_dataset)
+                random.Random(self.args.seed).shuffle(rows)
+                self.train_dataset = rows
         self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
 
     def compute_loss(
@@ -206,10 +150,6 @@ class ATSFTTrainer(Trainer):
         logger.info("resumed weights from %s", resume_from_checkpoint)
 
 
-def _dtype(name: str) -> Any:
-    return parse_dtype(name)
-
-
 def build_sft_model(args: ATSFTConfig) -> tuple[AlarmVideoLLM, Any]:
     """Load the model for a stage: a base checkpoint gets alarm tokens, an alarm checkpoint keeps its own; the
     stage's trainability switches are applied either way, LoRA adapters added when asked."""
@@ -217,9 +157,7 @@ def build_sft_model(args: ATSFTConfig) -> tuple[AlarmVideoLLM, Any]:
 
     if not args.model_name_or_path:
         raise ValueError("model_name_or_path is required")
-    model, processor = load_pretrained(
-        args.model_name_or_path, dtype=_dtype(args.model_dtype), attn_implementation=args.attn_implementation
-    )
+    model, processor = load_pretrained(args.model_name_or_path, **args.load_kwargs())
     if args.use_lora:
         from peft import LoraConfig, get_peft_model
 
@@ -241,3 +179,42 @@ def build_sft_model(args: ATSFTConfig) -> tuple[AlarmVideoLLM, Any]:
     n_all = sum(p.numel() for p in model.parameters())
     logger.info("stage %s: %d / %d parameters trainable", args.stage, n_train, n_all)
     return model, processor
+
+
+def load_sft_datasets(args: ATSFTConfig) -> tuple[list[Any], list[Any] | None]:
+    """Validated training rows of every ``train_file`` (each with its ``data_root``) and the optional eval rows.
+
+    With several files (or an eval set) media paths are made absolute, so one collator serves every root.
+    """
+    from videosafety_r1.media import with_data_root
+    from videosafety_r1.runs import load_train_files
+
+    if not args.train_file:
+        raise ValueError("train_file is required")
+    check = {
+        "video_fps": args.video_fps,
+        "video_max_frames": args.video_max_frames,
+        "alarm_config": args.alarm_config(),
+    }
+    train = load_train_files(args.train_file, args.data_root, kind="sft", on_bad_row=args.on_bad_row, **check)
+    evaluation = None
+    if args.eval_file:
+        eval_root = args.eval_data_root or (args.data_root[0] if args.data_root else None)
+        roots = [eval_root] if eval_root else None
+        evaluation = load_train_files([args.eval_file], roots, "sft", args.on_bad_row, **check)
+        evaluation = with_data_root(evaluation, eval_root) if eval_root else evaluation
+    return train, evaluation
+
+
+def build_sft_collator(args: ATSFTConfig, processor: Any, model: AlarmVideoLLM) -> Any:
+    """The `SFTCollator` for this config: video sampling, max_length / truncation and the model's alarm tokens."""
+    from videosafety_r1.data.collate import MediaLoader, SFTCollator
+
+    single_root = args.data_root[0] if args.data_root and len(args.train_file or []) == 1 else None
+    return SFTCollator(
+        processor,
+        MediaLoader(single_root, args.video_fps, args.video_max_frames),
+        alarm_config=model.alarm_config,
+        max_length=args.max_length,
+        truncation=args.truncation,
+    )

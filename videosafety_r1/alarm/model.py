@@ -302,11 +302,27 @@ def add_alarm_tokens(model: nn.Module, processor: Any, config: AlarmConfig | Non
     """Register the alarm tokens and return the model to use from now on (an `AlarmVideoLLM`).
 
     Resizes the embeddings only when the vocabulary has no room (a padded vocabulary is never shrunk), stores the
-    ids in `model.config`, initialises the vectors per `config.init`, and applies the trainability switches.
+    ids in `model.config`, initialises the vectors per `config.init`, and applies the trainability switches. An
+    `AlarmVideoLLM` (a trained checkpoint from `load_pretrained`) comes back unchanged when `config` is None or names
+    the same tokens and heads; other tokens raise `ValueError`.
     """
+    if isinstance(model, AlarmVideoLLM):  # e.g. load_pretrained already returned a trained alarm checkpoint
+        have = model.alarm_config
+        if config is not None and (config.visual_token, config.textual_token, config.use_heads) != (
+            have.visual_token,
+            have.textual_token,
+            have.use_heads,
+        ):
+            raise ValueError(
+                f"model already has alarm tokens {have.visual_token!r}/{have.textual_token!r} "
+                f"(use_heads={have.use_heads}); the requested {config.visual_token!r}/{config.textual_token!r} "
+                f"(use_heads={config.use_heads}) differ: load the base model to add other tokens"
+            )
+        logger.info(
+            "model already has alarm tokens %s / %s: returned unchanged", have.visual_token, have.textual_token
+        )
+        return model
     cfg = config or AlarmConfig()
-    if isinstance(model, AlarmVideoLLM):
-        raise ValueError("model already has alarm tokens")
     visual_id, textual_id = register_alarm_tokens(processor, cfg)
     tokenizer = getattr(processor, "tokenizer", processor)
     base = model.get_base_model() if hasattr(model, "peft_config") else model

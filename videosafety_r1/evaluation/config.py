@@ -7,7 +7,9 @@ The whole config is written into ``results.json`` so a number can be traced to t
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from videosafety_r1.runs import ON_EXISTING_OUTPUT
 
 __all__ = ["EvalConfig", "JUDGES", "PROMPT_FORMATS"]
 
@@ -17,7 +19,13 @@ PROMPT_FORMATS = ("query", "reasoning")
 
 @dataclass
 class EvalConfig:
-    """Settings of ``run_evaluation``; validated in ``__post_init__`` so a bad value fails before the model loads."""
+    """Settings of ``run_evaluation``; validated in ``__post_init__`` so a bad value fails before the model loads.
+
+    ``model_name_or_path`` and ``eval_file`` may stay empty in Python (``run_evaluation`` then needs a model object,
+    and raises without ``eval_file``); ``recipes/evaluate.py`` requires both.
+    """
+
+    renamed_fields: ClassVar[dict[str, str]] = {"fps": "video_fps", "max_frames": "video_max_frames"}
 
     # --- model -------------------------------------------------------------------------------------------------
     model_name_or_path: str = field(
@@ -35,13 +43,13 @@ class EvalConfig:
     )
     on_bad_row: str = field(default="error", metadata={"help": "Invalid benchmark rows: error (stop) or skip (log)."})
     max_samples: int | None = field(default=None, metadata={"help": "Evaluate only the first N rows (smoke runs)."})
-    fps: float | None = field(
+    video_fps: float | None = field(
         default=None,
         metadata={
             "help": "Frames per second sampled from each video; unset: the checkpoint's training value, else 1."
         },
     )
-    max_frames: int | None = field(
+    video_max_frames: int | None = field(
         default=None, metadata={"help": "Most frames per video; unset: the checkpoint's training value, else 90."}
     )
     text_only_pass: bool = field(
@@ -103,9 +111,17 @@ class EvalConfig:
         default=True, metadata={"help": "http: cache replies in OUTPUT_DIR/judge_cache.jsonl (failures are retried)."}
     )
     # --- statistics and outputs --------------------------------------------------------------------------------
-    bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples for 95% intervals."})
+    bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples for 95%% intervals."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling and of the bootstrap."})
     output_dir: str = field(default="eval_out", metadata={"help": "Where samples.jsonl, results.json, CSVs, PNGs go."})
+    on_existing_output: str = field(
+        default="resume",
+        metadata={
+            "help": "output_dir already holds an evaluation: resume (skip finished items when model, weights, data, "
+            "generation, video and judge settings match, else refuse naming the differences), error (always "
+            "refuse) or overwrite (delete its samples and results, start fresh)."
+        },
+    )
     plots: bool = field(default=True, metadata={"help": "Write PNG plots."})
     checkpoints: list[str] | None = field(
         default=None,
@@ -117,11 +133,10 @@ class EvalConfig:
     dsr_split: str = field(default="HH", metadata={"help": "Harmful split whose DSR the DSR-vs-FRR plot uses."})
 
     def __post_init__(self) -> None:
-        # Required, but given defaults: load_config converts YAML values one field at a time through argparse.
-        if not self.model_name_or_path:
-            raise ValueError("model_name_or_path is required")
-        if not self.eval_file:
-            raise ValueError("eval_file is required")
+        if self.on_existing_output not in ON_EXISTING_OUTPUT:
+            raise ValueError(
+                f"on_existing_output must be one of {ON_EXISTING_OUTPUT}, got {self.on_existing_output!r}"
+            )
         if self.prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}")
         if self.judge not in JUDGES:
@@ -132,15 +147,15 @@ class EvalConfig:
             raise ValueError("judge=http needs judge_model (the served model name)")
         if self.on_bad_row not in ("error", "skip"):
             raise ValueError(f"on_bad_row must be error or skip, got {self.on_bad_row!r}")
-        for name in ("batch_size", "max_new_tokens", "max_frames", "judge_concurrency", "judge_batch_size"):
+        for name in ("batch_size", "max_new_tokens", "video_max_frames", "judge_concurrency", "judge_batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.fps is not None and self.fps <= 0:
-            raise ValueError(f"fps must be > 0, got {self.fps}")
+        if self.video_fps is not None and not self.video_fps > 0:
+            raise ValueError(f"video_fps must be > 0, got {self.video_fps}")
         if self.judge_timeout_s <= 0:
             raise ValueError(f"judge_timeout_s must be > 0, got {self.judge_timeout_s}")
         if self.judge_max_retries < 0 or self.judge_backoff_s < 0:

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from videosafety_r1.runs import eval_fingerprint, prepare_output_dir
+
 from ..constants import parse_dtype
 from ..inputs import video_sampling
 from .alarm_metrics import alarm_metrics_from_records
@@ -343,9 +345,13 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
 
     if (model is None) != (processor is None):
         raise ValueError("pass both model and processor, or neither (then model_name_or_path is loaded)")
+    if not config.eval_file or (model is None and not config.model_name_or_path):
+        raise ValueError("run_evaluation needs config.eval_file and a model (config.model_name_or_path or model=)")
     state = distributed_state()
     out_dir = Path(config.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # a folder holding another model's / settings' samples is refused before any finished id is skipped
+    policy, fingerprint = config.on_existing_output, eval_fingerprint(config, model)
+    prepare_output_dir(out_dir, fingerprint, policy, kind="evaluation", is_main_process=state.is_main_process)
     data_root = config.data_root or str(Path(config.eval_file).parent)
     # unset fps / max_frames: as the checkpoint was trained (read before any model loads, so validation decodes alike)
     if model is not None:
@@ -354,7 +360,7 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
         from videosafety_r1.alarm import read_video_sampling
 
         recorded = read_video_sampling(config.model_name_or_path)
-    fps, max_frames = video_sampling(recorded, config.fps, config.max_frames)
+    fps, max_frames = video_sampling(recorded, config.video_fps, config.video_max_frames)
     records, _ = load_dataset_checked(
         config.eval_file,
         data_root,

@@ -154,6 +154,14 @@ class GRPOConfig(trl.GRPOConfig):
         default=True,
         metadata={"help": "Run the frozen vision tower once per video and reuse it across rollouts and loss passes."},
     )
+    # --- Outputs (applied by recipes/grpo.py through videosafety_r1.runs.resume_checkpoint) ------------------------
+    on_existing_output: str = field(
+        default="resume",
+        metadata={
+            "help": "output_dir already holds a run: resume (when its saved config matches, else refuse naming the "
+            "differing fields), error (always refuse) or overwrite (delete its outputs, start fresh)."
+        },
+    )
 
     def __post_init__(self) -> None:
         self._migrate_deprecated()
