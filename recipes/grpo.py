@@ -18,11 +18,10 @@ import transformers
 
 from videosafety_r1.alarm import load_pretrained
 from videosafety_r1.config import check_model_path, parse_recipe_args
-from videosafety_r1.data import load_dataset_checked
 from videosafety_r1.evaluation.plots import plot_reward_curve
 from videosafety_r1.grpo import GRPOConfig
 from videosafety_r1.grpo.trainer import VideoGRPOTrainer
-from videosafety_r1.runs import finish_run, resume_checkpoint
+from videosafety_r1.runs import finish_run, load_train_files, resume_checkpoint
 
 logger = logging.getLogger("grpo")
 
@@ -36,15 +35,8 @@ def main(argv: list[str] | None = None) -> dict:
     # everything checkable before the model loads: model path, output folder, data
     check_model_path(args.model_name_or_path)
     last = resume_checkpoint(args, is_main_process=args.process_index == 0)
-    on_bad_row = {"raise": "error"}.get(args.on_bad_row, args.on_bad_row)
-    records, _ = load_dataset_checked(
-        args.train_file,
-        args.data_root,
-        kind="grpo",
-        on_bad_row=on_bad_row,
-        video_fps=args.video_fps,  # decode as the rollouts will
-        video_max_frames=args.video_max_frames,
-    )
+    sampling = {"video_fps": args.video_fps, "video_max_frames": args.video_max_frames}  # decode as rollouts will
+    records = load_train_files(args.train_file, args.data_root, kind="grpo", on_bad_row=args.on_bad_row, **sampling)
 
     # alarm vectors stay frozen (GRPOConfig.freeze_alarm); rewards come from args.reward_funcs / reward_weights
     model, processor = load_pretrained(args.model_name_or_path, **args.load_kwargs)

@@ -116,7 +116,7 @@ def test_grpo_config_from_yaml(tmp_path):
     assert config.learning_rate == 1e-6 and config.beta == 0.1 and config.num_iterations == 2
     assert config.freeze_alarm is False and config.report_to == []
     assert config.reward_weights == [1.0, 1.0, 1.0, 0.5]
-    assert config.train_file == "data/grpo.jsonl" and config.loss_type == "grpo"
+    assert config.train_file == ["data/grpo.jsonl"] and config.data_root == ["data"] and config.loss_type == "grpo"
 
 
 def test_grpo_config_validation_runs_through_load_config(tmp_path):

@@ -176,16 +176,30 @@ def test_other_trl_loss_types_are_rejected_clearly(tmp_path, loss_type):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# one spelling: dtype, on_bad_row error | skip (old spellings: one release, with a deprecation warning)
+# one spelling: dtype, video_fps / video_max_frames, on_bad_row error | skip (old spellings refused, naming the new)
 # ---------------------------------------------------------------------------------------------------------------------
-def test_old_spellings_still_work_with_a_warning(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="videosafety_r1.grpo.config"):
-        config = make(tmp_path, model_dtype="float16", on_bad_row="raise")
-    assert (config.dtype, config.model_dtype, config.on_bad_row) == ("float16", None, "error")
-    assert "'model_dtype' is deprecated, use 'dtype'" in caplog.text
-    assert "on_bad_row='raise' is deprecated, use 'error'" in caplog.text
-    with pytest.raises(ValueError, match="set dtype only"):
-        make(tmp_path, model_dtype="float16", dtype="bfloat16")
+@pytest.mark.parametrize(
+    "key, new", [("model_dtype", "dtype"), ("fps", "video_fps"), ("max_frames", "video_max_frames")]
+)
+def test_old_keys_are_refused_naming_the_new_one(tmp_path, key, new):
+    from videosafety_r1.config import load_config
+
+    path = tmp_path / "g.yaml"
+    path.write_text(f"output_dir: {tmp_path}\nuse_cpu: true\n{key}: 1\n")
+    with pytest.raises(ValueError, match=rf"g\.yaml: key '{key}' was renamed to '{new}'"):
+        load_config(GRPOConfig, path, [])
+
+
+def test_old_on_bad_row_value_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="on_bad_row"):
+        make(tmp_path, on_bad_row="raise")
+
+
+def test_train_file_and_data_root_take_one_or_several(tmp_path):
+    one = make(tmp_path, train_file="a.jsonl", data_root="r")
+    assert (one.train_file, one.data_root) == (["a.jsonl"], ["r"])
+    two = make(tmp_path, train_file=["a.jsonl", "b.jsonl"], data_root=["r", "s"])
+    assert (two.train_file, two.data_root) == (["a.jsonl", "b.jsonl"], ["r", "s"])
 
 
 @pytest.mark.parametrize("path", sorted(ROOT.glob("recipes/configs/*/grpo.yaml")), ids=lambda p: p.parent.name)

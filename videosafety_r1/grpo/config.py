@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import trl
 from transformers.trainer_utils import SchedulerType
 
+from ..config import apply_checkpointing_alias
 from ..constants import parse_dtype
 from .trl_fields import check_trl_fields
 
@@ -43,7 +45,27 @@ class GRPOConfig(trl.GRPOConfig):
     already makes (num_generations >= 2, generation batch divisible by num_generations) are left to TRL.
     """
 
+    #: old keys, refused by ``load_config`` naming the new one
+    renamed_fields: ClassVar[dict[str, str]] = {
+        "model_dtype": "dtype",
+        "fps": "video_fps",
+        "max_frames": "video_max_frames",
+    }
+
     # --- Inherited, with the paper's defaults -------------------------------------------------------------------
+    # transformers 5.24 renamed gradient_checkpointing to activation_checkpointing; TRL's GRPO default (on) is kept
+    # under the new name, so a config that sets neither raises no deprecation warning
+    activation_checkpointing: bool | None = field(
+        default=True, metadata={"help": "Recompute activations in the backward pass (TRL's GRPO default: on)."}
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Deprecated alias of activation_checkpointing (transformers 5).",
+            "nargs": "?",
+            "const": True,
+        },
+    )
     loss_type: str = field(
         default="grpo",
         metadata={
@@ -94,24 +116,24 @@ class GRPOConfig(trl.GRPOConfig):
     dtype: str = field(
         default="auto", metadata={"help": "Weights dtype when loading: auto (as saved), bfloat16, float16, float32."}
     )
-    model_dtype: str | None = field(
-        default=None, metadata={"help": "Deprecated spelling of dtype (removed in the next release); use dtype."}
-    )
     attn_implementation: str = field(
         default="sdpa", metadata={"help": "Attention kernel: sdpa, eager or flash_attention_2 (needs flash-attn)."}
     )
 
     # --- Data ------------------------------------------------------------------------------------------------------
-    data_root: str | None = field(
-        default=None, metadata={"help": "Directory that relative video paths in the data file are resolved against."}
+    data_root: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Folder(s) that relative media paths are resolved against (and must stay under): one for every "
+            "train_file, or one per file."
+        },
     )
-    train_file: str | None = field(default=None, metadata={"help": "GRPO training data (JSONL, canonical format)."})
+    train_file: list[str] | None = field(
+        default=None, metadata={"help": "GRPO training data: one JSONL file or several (canonical or published)."}
+    )
     on_bad_row: str = field(
         default="error",
-        metadata={
-            "help": "What to do with an invalid data row: 'error' (stop, naming the row) or 'skip' (log it). The old "
-            "spelling 'raise' still works for one release, with a deprecation warning."
-        },
+        metadata={"help": "What to do with an invalid data row: 'error' (stop, naming the row) or 'skip' (log it)."},
     )
     prompt_template: str = field(
         default="published",
@@ -164,7 +186,13 @@ class GRPOConfig(trl.GRPOConfig):
     )
 
     def __post_init__(self) -> None:
-        self._migrate_deprecated()
+        if isinstance(self.train_file, str):
+            self.train_file = [self.train_file]
+        if isinstance(self.data_root, (str, os.PathLike)):
+            self.data_root = [str(self.data_root)]
+        if self.gradient_checkpointing is not None and self.activation_checkpointing is True:
+            self.activation_checkpointing = None  # an explicit old-name value wins over our default (and warns)
+        apply_checkpointing_alias(self)  # transformers < 5.24 knows only gradient_checkpointing
         if isinstance(self.reward_kwargs, str):
             try:
                 self.reward_kwargs = json.loads(self.reward_kwargs)
@@ -189,18 +217,6 @@ class GRPOConfig(trl.GRPOConfig):
                 "by its length; GSPO as published uses loss_type='grpo'",
                 self.loss_type,
             )
-
-    def _migrate_deprecated(self) -> None:
-        """Old spellings keep working for one release: ``model_dtype`` -> ``dtype``, ``on_bad_row='raise'`` ->
-        ``'error'``; each logs a deprecation warning naming the new spelling."""
-        if self.model_dtype is not None:
-            if self.dtype not in ("auto", self.model_dtype):
-                raise ValueError("invalid GRPOConfig:\n  set dtype only (model_dtype is its deprecated spelling)")
-            logger.warning("GRPOConfig: 'model_dtype' is deprecated, use 'dtype' (removed in the next release)")
-            self.dtype, self.model_dtype = self.model_dtype, None
-        if self.on_bad_row == "raise":
-            logger.warning("GRPOConfig: on_bad_row='raise' is deprecated, use 'error' (removed in the next release)")
-            self.on_bad_row = "error"
 
     def _check_choices(self) -> list[str]:
         choices = {
