@@ -247,7 +247,9 @@ def tiny_config(family: str = "qwen2_5_vl", tokenizer: Any | None = None, head_d
     if family in ("qwen2_vl", "qwen2_5_vl"):
         text["rope_parameters"] = rope
         if family == "qwen2_vl":
-            vision = dict(depth=2, embed_dim=32, hidden_size=text["hidden_size"], mlp_ratio=2, num_heads=2, patch_size=14)
+            vision = dict(
+                depth=2, embed_dim=32, hidden_size=text["hidden_size"], mlp_ratio=2, num_heads=2, patch_size=14
+            )
         else:
             vision = dict(small_vision, patch_size=14, window_size=56, fullatt_block_indexes=[1])
         token_ids.update(vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
