@@ -155,6 +155,7 @@ class GRPOConfig(trl.GRPOConfig):
                 f"need video_fps > 0 and video_max_frames >= 1, got {self.video_fps}, {self.video_max_frames}"
             )
         errors += self._check_rewards()
+        errors += _check_vllm_fields(self)
         if errors:
             raise ValueError("invalid GRPOConfig:\n  " + "\n  ".join(errors))
 
@@ -190,3 +191,10 @@ class GRPOConfig(trl.GRPOConfig):
             "gamma_textual": self.gamma_textual,
             "rouge_tokenizer": self.rouge_tokenizer,
         }
+
+
+def _check_vllm_fields(config: GRPOConfig) -> list[str]:
+    """``use_vllm`` / ``vllm_*`` problems, each naming its field (see :mod:`videosafety_r1.grpo.vllm_config`)."""
+    from .vllm_config import check_vllm_fields
+
+    return check_vllm_fields(config)

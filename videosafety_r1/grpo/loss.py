@@ -145,6 +145,7 @@ def grpo_loss(
     loss_type: str = "grpo",
     max_completion_length: int | None = None,
     return_stats: bool = False,
+    importance_weights: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped-surrogate GRPO loss with a k3 KL penalty, aggregated per ``loss_type``.
 
@@ -157,6 +158,9 @@ def grpo_loss(
     With ``return_stats=True`` also returns detached masked token means: ``kl`` (NaN without ``ref_logps``),
     ``clip_ratio`` (= ``clip_ratio/region_mean``), ``clip_ratio/low_mean``, ``clip_ratio/high_mean``; a token counts
     as clipped only where clipping changes its gradient (low side with A < 0, high side with A > 0), as in TRL.
+
+    ``importance_weights`` (``[B*G, T]`` or ``[B*G, 1]``, detached) multiply the per-token loss, as TRL's vLLM
+    importance-sampling correction (:mod:`videosafety_r1.grpo.vllm_importance`).
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
@@ -193,6 +197,8 @@ def grpo_loss(
         kl = torch.exp(x) - x - 1  # [B*G, T]
         if beta != 0:
             per_token_loss = per_token_loss + beta * kl
+    if importance_weights is not None:
+        per_token_loss = per_token_loss * importance_weights.to(per_token_loss)  # [B*G, T]
     per_token_loss = torch.where(mask, per_token_loss, torch.zeros_like(per_token_loss))  # [B*G, T]
 
     if loss_type == "grpo":

@@ -142,6 +142,18 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
             processing_class, MediaLoader(args.data_root, args.video_fps, args.video_max_frames)
         )
         self.placeholder_ids = placeholder_token_ids(model)  # visual placeholders: never sampled, never scored
+        if generator is None and args.use_vllm:
+            from .vllm_generator import build_vllm_generator
+
+            generator = build_vllm_generator(
+                self.accelerator.unwrap_model(self.model),
+                processing_class,
+                args,
+                self.pad_token_id,
+                self.eos_token_ids,
+                self.accelerator.process_index,
+                self.accelerator.num_processes,
+            )
         self.generator = generator or HFGenerator(
             max_new_tokens=args.max_completion_length,
             temperature=args.temperature,
@@ -243,7 +255,14 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
         self._generation += 1
         if self.vision_cache is not None:
             self.vision_cache.clear()
-        items = [collate_prompt(self.prompt_collator, r) for r in rows]
+        engine_prompts = None
+        if getattr(self.generator, "wants_media", False):  # vLLM: the same decoded media, as engine inputs
+            from .vllm_generator import collate_with_media
+
+            pairs = [collate_with_media(self.prompt_collator, r, self.tokenizer) for r in rows]
+            items, engine_prompts = [p[0] for p in pairs], [p[1] for p in pairs]
+        else:
+            items = [collate_prompt(self.prompt_collator, r) for r in rows]
         B = len(items)
         order = [i for i in range(B) for _ in range(G)]
         build = dict(
@@ -256,7 +275,10 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
         prompt_batch = assemble(items, order, **build)  # [B*G, P]
         gather = self.args.ds3_gather_for_generation
         with unwrapped_for_generation(self.model_wrapped, self.accelerator, gather_zero3=gather) as unwrapped:
-            completion_ids = self.generator(unwrapped, prompt_batch)  # [B*G, C]
+            if engine_prompts is None:
+                completion_ids = self.generator(unwrapped, prompt_batch)  # [B*G, C]
+            else:
+                completion_ids = self.generator(unwrapped, prompt_batch, engine_prompts, self.state.global_step)
         placeholders = torch.tensor(self.placeholder_ids, dtype=torch.long, device=device)
         # a generator that cannot suppress them (vLLM): the completion is cut before a sampled placeholder
         bad = torch.isin(completion_ids, placeholders)  # [B*G, C]
@@ -278,8 +300,12 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
             mask = mask & ~truncated.unsqueeze(1)
         self._log_rollout(prompts, completions, rewards_per_func, rewards, advantages, lengths, truncated)
 
+        sampling_logps = getattr(self.generator, "last_logprobs", None) if engine_prompts is not None else None
+        correct_is = sampling_logps is not None and self.args.vllm_importance_sampling_correction
         need_old = (
-            self.args.num_iterations > 1 or self.args.steps_per_generation > self.args.gradient_accumulation_steps
+            self.args.num_iterations > 1
+            or self.args.steps_per_generation > self.args.gradient_accumulation_steps
+            or correct_is  # as TRL: the IS ratio needs the trainer's log-probs of the sampling policy
         )
         per = self.prompts_per_micro_batch
         batches = []
@@ -298,8 +324,28 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
             batch["advantages"] = advantages[rows_s]  # [b*G]
             batch["old_logps"] = self._logps(self.model, batch)[0] if need_old else None
             batch["ref_logps"] = self._logps(self.ref_model, batch)[0] if self.ref_model is not None else None
+            if correct_is:
+                batch["importance_weights"] = self._importance_weights(batch, sampling_logps[rows_s])
             batches.append(batch)
         return batches
+
+    def _importance_weights(self, batch: dict[str, Any], sampling_logps: torch.Tensor) -> torch.Tensor:
+        """TRL's vLLM importance-sampling weights ``[b*G, C]`` or ``[b*G, 1]``, with its metrics logged."""
+        from .vllm_importance import importance_sampling_ratio
+
+        weights, stats = importance_sampling_ratio(
+            batch["old_logps"],
+            sampling_logps.to(batch["old_logps"]),
+            batch["completion_mask"],
+            self.args.vllm_importance_sampling_mode,
+            self.args.vllm_importance_sampling_clip_min,
+            self.args.vllm_importance_sampling_clip_max,
+        )
+        for name, value in stats.items():
+            gathered = self.accelerator.gather(value.float().reshape(1))
+            reduce = {"min": torch.min, "max": torch.max}.get(name.rsplit("/", 1)[1], torch.mean)
+            self._metrics[name].append(reduce(gathered).item())
+        return weights
 
     def _compute_rewards(
         self, prompts: list[str], completions: list[str], completion_ids: list[list[int]], columns: dict[str, list]
@@ -320,7 +366,7 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-token log-probs ``[N, C]`` of the completion (and entropies), logits only at completion positions."""
         C = batch["completion_ids"].shape[1]
-        skip = ("completion_ids", "completion_mask", "advantages", "old_logps", "ref_logps")
+        skip = ("completion_ids", "completion_mask", "advantages", "old_logps", "ref_logps", "importance_weights")
         inputs = {k: v for k, v in batch.items() if k not in skip}
         with _head_keeps_last(self.accelerator.unwrap_model(model), C + 1):
             logits = model(**inputs, logits_to_keep=C + 1, use_cache=False).logits[:, :-1]  # [N, C, V]
@@ -348,6 +394,7 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
             loss_type=self.args.loss_type,
             max_completion_length=self.args.max_completion_length,
             return_stats=True,
+            importance_weights=inputs.get("importance_weights"),
         )
         mean = lambda t: self.accelerator.gather(t.detach().float().reshape(1)).nanmean().item()  # noqa: E731
         if self.args.beta > 0:
