@@ -24,15 +24,24 @@ def test_vllm_serves_the_export_and_never_samples_alarm_or_placeholder_ids(tmp_p
     )
     # the alarm logits are large on purpose: unblocked sampling picks blocked ids nearly always
     plain, plain_proc = load_pretrained(export)
-    enc = plain_proc.tokenizer(plain_proc.apply_chat_template(
-        [{"role": "user", "content": [{"type": "text", "text": "what happens here"}]}], add_generation_prompt=True
-    ), return_tensors="pt")
+    enc = plain_proc.tokenizer(
+        plain_proc.apply_chat_template(
+            [{"role": "user", "content": [{"type": "text", "text": "what happens here"}]}], add_generation_prompt=True
+        ),
+        return_tensors="pt",
+    )
     out = plain.get_base_model()(**enc).logits[0, -1]  # [V]
     assert out.argmax().item() in blocked and torch.softmax(out, -1)[blocked].sum() > 0.5
 
     llm = LLM(str(export), dtype="float32", max_model_len=512, seed=0, limit_mm_per_prompt={"video": 1})
     frames = random_frames(4, seed=1)
-    meta = {"fps": 8.0, "frames_indices": [0, 1, 2, 3], "total_num_frames": 4, "duration": 0.5, "do_sample_frames": False}
+    meta = {
+        "fps": 8.0,
+        "frames_indices": [0, 1, 2, 3],
+        "total_num_frames": 4,
+        "duration": 0.5,
+        "do_sample_frames": False,
+    }
     exported_text = plain_proc.apply_chat_template(
         [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "what happens here"}]}],
         add_generation_prompt=True,

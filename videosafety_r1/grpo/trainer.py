@@ -154,6 +154,9 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
                 self.accelerator.process_index,
                 self.accelerator.num_processes,
             )
+        # ids the generator never samples and the log-probs leave out (vLLM); the HF path scores the whole vocabulary
+        blocked = getattr(generator, "blocked_ids", None) or []
+        self.masked_logit_ids = torch.tensor(blocked, dtype=torch.long) if blocked else None
         self.generator = generator or HFGenerator(
             max_new_tokens=args.max_completion_length,
             temperature=args.temperature,
@@ -370,6 +373,9 @@ class VideoGRPOTrainer(RolloutLogMixin, Trainer):
         inputs = {k: v for k, v in batch.items() if k not in skip}
         with _head_keeps_last(self.accelerator.unwrap_model(model), C + 1):
             logits = model(**inputs, logits_to_keep=C + 1, use_cache=False).logits[:, :-1]  # [N, C, V]
+        if self.masked_logit_ids is not None:  # finite: entropy stays defined; exp() of it is 0 in any precision
+            fill = torch.finfo(logits.dtype).min / 4
+            logits = logits.index_fill(-1, self.masked_logit_ids.to(logits.device), fill)  # [N, C, V]
         logps = selective_log_softmax(logits, batch["completion_ids"], self.args.temperature)  # [N, C]
         ent = None
         if entropy:

@@ -14,6 +14,22 @@ VLLM_MODES = ("colocate", "server")
 IS_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
 MODEL_IMPLS = ("vllm", "transformers")
 
+ALARM_ID_FIELDS = ("visual_alarm_token_id", "textual_alarm_token_id")
+PLACEHOLDER_ID_FIELDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+
+
+def blocked_token_ids(hf_config: Any) -> list[int]:
+    """Alarm ids and visual placeholder ids named by a model config (top level or ``text_config``); ``[]`` when the
+    config names no alarm id, so models without alarm tokens keep vLLM's behaviour. The engine never samples these
+    (:class:`~videosafety_r1.grpo.vllm_logits.AlarmTokenBlocker`), and the trainer's log-probs leave them out too."""
+    configs = [hf_config, getattr(hf_config, "text_config", None)]
+    alarm = {getattr(c, f, None) for c in configs if c is not None for f in ALARM_ID_FIELDS} - {None}
+    if not alarm:
+        return []
+    placeholders = {getattr(c, f, None) for c in configs if c is not None for f in PLACEHOLDER_ID_FIELDS} - {None}
+    return sorted(int(i) for i in alarm | placeholders)
+
+
 # fields this package does not implement: value that is accepted (TRL's default) and why another is refused
 _UNSUPPORTED = {
     "vllm_structured_outputs_regex": (None, "structured outputs are not wired into the video rollouts"),

@@ -8,9 +8,10 @@ for the loss pass (:func:`collate_with_media`). Text-only prompts carry none.
 Sampling: ``n = num_generations`` per prompt, one seed per prompt from ``(seed, rank, policy version, index)``
 (vLLM gives the ``j``-th sample ``seed + j``), so identical prompts get different samples and a resumed run draws
 the uninterrupted run's samples. Alarm ids and visual placeholder ids are blocked by
-:class:`~videosafety_r1.grpo.vllm_logits.AlarmTokenBlocker`. Log-probs come back in vLLM's
-``logprobs_mode="processed_logprobs"``: after temperature, top-k/top-p and the blocked ids, i.e. of the distribution
-actually sampled (used by the importance-sampling correction).
+:class:`~videosafety_r1.grpo.vllm_logits.AlarmTokenBlocker`, and the trainer leaves the same ids out of its
+log-probs (``blocked_ids``), so both sides score the distribution actually sampled. Log-probs come back in vLLM's
+``logprobs_mode="processed_logprobs"``: after temperature, top-k/top-p and the blocked ids (used by the
+importance-sampling correction; with ``top_p < 1`` or ``top_k`` they are of the truncated distribution, as in TRL).
 
 Weights: before a generation whose ``policy_version`` differs from the last pushed one, the policy's weights
 (:func:`~videosafety_r1.grpo.vllm_weights.engine_weights`: LoRA merged, alarm rows baked, ZeRO-3 gathered) go to the
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from .rollout import PromptItem, collate_prompt
+from .vllm_config import blocked_token_ids
 from .vllm_weights import engine_weights
 
 logger = logging.getLogger(__name__)
@@ -106,6 +108,7 @@ class VLLMGenerator:
     seed: int = 0
     rank: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    blocked_ids: list[int] = field(default_factory=list)  # never sampled; the trainer's log-probs leave them out
     wants_media: bool = True
     last_logprobs: torch.Tensor | None = None
     pushes: int = 0
@@ -194,9 +197,18 @@ class ColocateEngine:
         if self.sleep:
             self.llm.wake_up()
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(weights)})
-        self.llm.reset_prefix_cache()
+        reset_caches(self.llm)
         if self.sleep:
             self.llm.sleep(level=1)
+
+
+def reset_caches(llm: Any) -> None:
+    """After a weight reload: drop what the old weights computed. The worker's own reload clears its encoder and
+    multimodal caches, but the scheduler's encoder-cache bookkeeping and the front end's multimodal cache would
+    still claim those entries ("Encoder cache miss" on the next video prompt), and cached prefixes hold old KVs."""
+    llm.llm_engine.reset_encoder_cache()
+    llm.reset_mm_cache()
+    llm.reset_prefix_cache()
 
 
 def _sample(completion: Any) -> tuple[list[int], list[float]]:
@@ -256,6 +268,7 @@ def build_vllm_generator(
         seed=args.seed,
         rank=rank,
         extra=_vllm_generation_kwargs(args),
+        blocked_ids=blocked_token_ids(model.config),
     )
 
 

@@ -22,21 +22,9 @@ from typing import Any
 import torch
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 
+from .vllm_config import blocked_token_ids
+
 logger = logging.getLogger(__name__)
-
-ALARM_ID_FIELDS = ("visual_alarm_token_id", "textual_alarm_token_id")
-PLACEHOLDER_ID_FIELDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
-
-
-def blocked_token_ids(hf_config: Any) -> list[int]:
-    """Alarm ids and visual placeholder ids named by a model config (top level or ``text_config``); ``[]`` when the
-    config names no alarm id, so models without alarm tokens keep vLLM's behaviour."""
-    configs = [hf_config, getattr(hf_config, "text_config", None)]
-    alarm = {getattr(c, f, None) for c in configs if c is not None for f in ALARM_ID_FIELDS} - {None}
-    if not alarm:
-        return []
-    placeholders = {getattr(c, f, None) for c in configs if c is not None for f in PLACEHOLDER_ID_FIELDS} - {None}
-    return sorted(int(i) for i in alarm | placeholders)
 
 
 class AlarmTokenBlocker(LogitsProcessor):

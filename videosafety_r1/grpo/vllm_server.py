@@ -7,7 +7,7 @@ TRL's ``trl vllm-serve`` has no video path, hence this one. Calls (JSON over HTT
 - ``POST /generate`` ``{"prompts": [...], "params": [...]}``: token prompts with video frames (uint8, base64) and
   their metadata, one ``SamplingParams`` dict per prompt -> per prompt, ``n`` samples of token ids and log-probs;
 - ``POST /update_weights`` ``{"path": FOLDER}``: reload the weights from the safetensors files in ``FOLDER``
-  (names as the trainer's model has them) in place, then reset the prefix cache. The trainer writes that folder:
+  (names as the trainer's model has them) in place, then drop the prefix, encoder and multimodal caches. The trainer writes that folder:
   trainer and server must share a filesystem (one node, or a shared mount). This transport works on CPU and GPU;
   an NCCL broadcast (TRL's) is not implemented;
 - ``POST /reset_prefix_cache``.
@@ -122,7 +122,7 @@ def build_app(llm: Any) -> Any:
     from fastapi import FastAPI
     from vllm import SamplingParams
 
-    from .vllm_generator import _sample
+    from .vllm_generator import _sample, reset_caches
 
     app = FastAPI(title="videosafety-r1 vllm-serve")
 
@@ -141,7 +141,7 @@ def build_app(llm: Any) -> Any:
     @app.post("/update_weights")
     def update_weights(request: dict[str, Any]) -> dict[str, str]:
         llm.collective_rpc("reload_weights", kwargs={"weights_path": request["path"]})
-        llm.reset_prefix_cache()
+        reset_caches(llm)
         return {"status": "ok"}
 
     @app.post("/reset_prefix_cache")
