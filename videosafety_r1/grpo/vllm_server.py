@@ -47,7 +47,7 @@ def decode_prompt(wire: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"prompt_token_ids": wire["prompt_token_ids"]}
     if "video" in wire:
         v = wire["video"]
-        frames = np.frombuffer(base64.b64decode(v["data"]), dtype=np.uint8).reshape(v["shape"])  # [T, H, W, 3]
+        frames = np.frombuffer(base64.b64decode(v["data"]), dtype=np.uint8).reshape(v["shape"]).copy()  # [T, H, W, 3]
         out["multi_modal_data"] = {"video": (frames, v["meta"])}
     if "image" in wire:
         from PIL import Image

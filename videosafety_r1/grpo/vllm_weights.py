@@ -36,17 +36,20 @@ def merged_lora(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def _clean_name(name: str) -> str | None:
-    """PEFT's names back to the base model's (``...q_proj.base_layer.weight`` -> ``...q_proj.weight``); None for
-    adapter parameters, which are merged in already."""
-    if "lora_" in name or "modules_to_save" in name and "original_module" not in name:
+    """PEFT's names back to the base model's (``...q_proj.base_layer.weight`` -> ``...q_proj.weight``, a trained
+    ``modules_to_save`` copy under its module's name); None for adapter parameters (merged in already) and for the
+    stale original of a ``modules_to_save`` module."""
+    if "lora_" in name or ".original_module." in name:
         return None
-    return name.replace(".base_layer", "").replace(".original_module", "")
+    return name.replace(".base_layer", "").replace(".modules_to_save.default", "")
 
 
 def engine_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """``(name, tensor)`` of every LLM and vision parameter and buffer the checkpoint holds, detached, with the alarm
-    vectors in their embedding rows; LoRA merged (call inside :func:`merged_lora` when it is a LoRA model)."""
+    vectors in their embedding rows, a LoRA adapter merged (the base weights are unmerged again once the iterator is
+    exhausted; the yielded tensors are copies then)."""
     alarm = getattr(model, "alarm_embedding", None)
+    lora = hasattr(getattr(model, "base", model), "peft_config")
     with merged_lora(model) as plain:
         emb = plain.get_input_embeddings().weight
         ids = torch.tensor(getattr(model, "alarm_token_ids", []), dtype=torch.long, device=emb.device)
@@ -65,4 +68,6 @@ def engine_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
                         with gathered([alarm.weight]) if partitioned else contextlib.nullcontext():
                             tensor = tensor.clone()
                             tensor[ids] = alarm.weight.detach().to(tensor.dtype)  # [2, H] rows baked in
-                    yield name, tensor.clone() if partitioned else tensor
+                    # copies where the live tensor changes after the block: a merged LoRA weight is unmerged, a
+                    # gathered ZeRO-3 parameter is released
+                    yield name, tensor.clone() if partitioned or lora else tensor
