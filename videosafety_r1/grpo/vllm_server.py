@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import logging
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,11 @@ def decode_prompt(wire: dict[str, Any]) -> dict[str, Any]:
 class ServerEngine:
     """The trainer's side of server mode: the same calls as ``ColocateEngine``, over HTTP.
 
-    ``scratch`` is the folder weight pushes are written to (the server must be able to read it).
+    ``scratch`` is the folder weight pushes are written to (the server must be able to read it). One server serves
+    every training process (``shared``): rank 0 alone pushes weights.
     """
+
+    shared = True
 
     def __init__(self, base_url: str, timeout: float = 240.0, scratch: str | Path = "vllm-push") -> None:
         import requests
@@ -125,6 +129,7 @@ def build_app(llm: Any) -> Any:
     from .vllm_generator import _sample, reset_caches
 
     app = FastAPI(title="videosafety-r1 vllm-serve")
+    lock = threading.Lock()  # one engine, many training processes: calls into it run one at a time
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -134,19 +139,22 @@ def build_app(llm: Any) -> Any:
     def generate(request: dict[str, Any]) -> dict[str, Any]:
         prompts = [decode_prompt(p) for p in request["prompts"]]
         params = [SamplingParams(**p) for p in request["params"]]
-        outputs = llm.generate(prompts, params, use_tqdm=False)
+        with lock:
+            outputs = llm.generate(prompts, params, use_tqdm=False)
         samples = [[dict(zip(("token_ids", "logprobs"), _sample(c))) for c in out.outputs] for out in outputs]
         return {"samples": samples}
 
     @app.post("/update_weights")
     def update_weights(request: dict[str, Any]) -> dict[str, str]:
-        llm.collective_rpc("reload_weights", kwargs={"weights_path": request["path"]})
-        reset_caches(llm)
+        with lock:
+            llm.collective_rpc("reload_weights", kwargs={"weights_path": request["path"]})
+            reset_caches(llm)
         return {"status": "ok"}
 
     @app.post("/reset_prefix_cache")
     def reset_prefix_cache() -> dict[str, str]:
-        llm.reset_prefix_cache()
+        with lock:
+            llm.reset_prefix_cache()
         return {"status": "ok"}
 
     return app
@@ -157,10 +165,11 @@ def serve(model: str, host: str = "0.0.0.0", port: int = 8000, **engine_kwargs: 
     import uvicorn
     from vllm import LLM
 
-    from .vllm_generator import _blocker_registered
+    from .vllm_generator import _blocker_registered, cpu_engine_defaults
     from .vllm_logits import AlarmTokenBlocker
 
     kwargs = {"logprobs_mode": "processed_logprobs", **{k: v for k, v in engine_kwargs.items() if v is not None}}
+    kwargs.update(cpu_engine_defaults(kwargs))
     if not _blocker_registered():
         kwargs["logits_processors"] = [AlarmTokenBlocker]
     llm = LLM(model=model, **kwargs)
