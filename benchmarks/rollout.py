@@ -115,21 +115,28 @@ def main() -> None:
                 extra={"min_new_tokens": args.tokens} if mode == "fixed" else {},
             )
             vl = VLLMGenerator(
-                engine, G, args.tokens, pad_token_id=tok.pad_token_id, eos_token_ids=stop,
+                engine,
+                G,
+                args.tokens,
+                pad_token_id=tok.pad_token_id,
+                eos_token_ids=stop,
                 extra={"ignore_eos": True} if mode == "fixed" else {},
             )
             with torch.no_grad():
-                t_hf, out_hf = timed(lambda: hf(model, batch), args.repeats)
-            t_vl, out_vl = timed(lambda: vl(model, batch, engine_prompts, policy_version=0), args.repeats)
+                t_hf, out_hf = timed(lambda hf=hf: hf(model, batch), args.repeats)
+            t_vl, out_vl = timed(lambda vl=vl: vl(model, batch, engine_prompts, policy_version=0), args.repeats)
             tokens_hf = int((out_hf != tok.pad_token_id).sum())
             tokens_vl = int((out_vl != tok.pad_token_id).sum())
             rows.append((mode, t_hf, t_vl, tokens_hf, tokens_vl))
-            del engine, vl
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"\nmodel: Qwen2.5-VL {args.hidden} wide, {args.layers} layers, {params:.2f}M parameters; "
-          f"{args.prompts} prompts with video x G={args.generations}, <= {args.tokens} new tokens; "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"{'completions':<12} {'HF generate s':>14} {'vLLM s':>9} {'HF/vLLM':>8} {'HF tokens':>10} {'vLLM tokens':>12}")
+    print(
+        f"\nmodel: Qwen2.5-VL {args.hidden} wide, {args.layers} layers, {params:.2f}M parameters; "
+        f"{args.prompts} prompts with video x G={args.generations}, <= {args.tokens} new tokens; "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"{'completions':<12} {'HF generate s':>14} {'vLLM s':>9} {'HF/vLLM':>8} {'HF tokens':>10} {'vLLM tokens':>12}"
+    )
     for mode, t_hf, t_vl, n_hf, n_vl in rows:
         print(f"{mode:<12} {t_hf:>14.2f} {t_vl:>9.2f} {t_hf / t_vl:>8.2f} {n_hf:>10d} {n_vl:>12d}")
 
