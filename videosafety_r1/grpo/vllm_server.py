@@ -7,7 +7,7 @@ TRL's ``trl vllm-serve`` has no video path, hence this one. Calls (JSON over HTT
 - ``POST /generate`` ``{"prompts": [...], "params": [...]}``: token prompts with video frames (uint8, base64) and
   their metadata, one ``SamplingParams`` dict per prompt -> per prompt, ``n`` samples of token ids and log-probs;
 - ``POST /update_weights`` ``{"path": FOLDER}``: reload the weights from the safetensors files in ``FOLDER``
-  (names as the trainer's model has them) in place, then drop the prefix, encoder and multimodal caches. The trainer writes that folder:
+  (names as the trainer's model has them) in place (read by the server, handed to the engine as tensors), then drop the prefix, encoder and multimodal caches. The trainer writes that folder:
   trainer and server must share a filesystem (one node, or a shared mount). This transport works on CPU and GPU;
   an NCCL broadcast (TRL's) is not implemented;
 - ``POST /reset_prefix_cache``.
@@ -74,6 +74,7 @@ class ServerEngine:
 
         self.url, self.timeout, self.scratch = base_url.rstrip("/"), timeout, Path(scratch)
         self.session = requests.Session()
+        self._last_push: Path | None = None
         self.wait_until_up()
 
     def wait_until_up(self) -> None:
@@ -109,12 +110,13 @@ class ServerEngine:
 
         folder = self.scratch / f"push-{time.time_ns()}"
         folder.mkdir(parents=True, exist_ok=True)
-        try:
-            tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in weights}
-            save_file(tensors, str(folder / "model.safetensors"))
-            self._post("/update_weights", {"path": str(folder.resolve())})
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in weights}
+        save_file(tensors, str(folder / "model.safetensors"))
+        self._post("/update_weights", {"path": str(folder.resolve())})
+        # the engine's model path may point at the last push (vLLM repoints it): keep that one, drop older ones
+        if self._last_push is not None:
+            shutil.rmtree(self._last_push, ignore_errors=True)
+        self._last_push = folder
 
     def reset_prefix_cache(self) -> None:
         self._post("/reset_prefix_cache", {})
@@ -146,8 +148,15 @@ def build_app(llm: Any) -> Any:
 
     @app.post("/update_weights")
     def update_weights(request: dict[str, Any]) -> dict[str, str]:
+        from safetensors.torch import load_file
+
+        if type(llm.llm_engine.engine_core).__name__ != "InprocClient":  # the engine's own process reads the files
+            kwargs: dict[str, Any] = {"weights_path": request["path"]}
+        else:  # in-process, reload_weights(weights_path=...) would repoint this process's processor at the folder
+            files = sorted(Path(request["path"]).glob("*.safetensors"))
+            kwargs = {"weights_iterator": [(n, t) for f in files for n, t in load_file(f).items()]}
         with lock:
-            llm.collective_rpc("reload_weights", kwargs={"weights_path": request["path"]})
+            llm.collective_rpc("reload_weights", kwargs=kwargs)
             reset_caches(llm)
         return {"status": "ok"}
 
