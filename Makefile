@@ -42,6 +42,6 @@ vllm-env:
 	$(VLLM_PY) -m pip install -e ".[dev]" -c $(VLLM_VENV)/constraints.txt
 	$(VLLM_PY) -c "import vllm, videosafety_r1; print('vllm', vllm.__version__)"
 
-# Fails (never skips) when vLLM is missing from $(VLLM_VENV): tests/vllm/conftest.py
+# Fails (never skips) when vLLM is missing from $(VLLM_VENV): tests/vllm_engine/conftest.py
 test-vllm:
-	$(VLLM_ENV) $(VLLM_PY) -m pytest -q -m vllm tests/vllm
+	$(VLLM_ENV) $(VLLM_PY) -m pytest -q -m vllm tests/vllm_engine

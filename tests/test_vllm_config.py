@@ -1,5 +1,5 @@
 """vLLM pieces that need no engine (main suite): config checks of TRL's vllm_* fields, the IS correction, seeds,
-engine inputs, the weight names the engine gets. The engine itself is tested in tests/vllm/ (make test-vllm)."""
+engine inputs, the weight names the engine gets. The engine itself is tested in tests/vllm_engine/ (make test-vllm)."""
 
 import math
 

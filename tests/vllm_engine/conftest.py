@@ -1,6 +1,8 @@
 """vLLM tests: run in the venv `make vllm-env` builds (`make test-vllm`). A missing vLLM fails them, never skips.
 
-The main suite deselects them (marker `vllm`); nothing here imports vLLM at collection time.
+The main suite deselects them (marker `vllm`); nothing here imports vLLM at collection time. The folder is not
+called `tests/vllm`: pytest puts `tests/` on `sys.path`, and a `vllm` folder there would pass for the vllm package
+(TRL would then believe vLLM is installed).
 """
 
 import os
