@@ -25,6 +25,7 @@ from videosafety_r1.testing import tiny_grpo_config
         (dict(use_vllm=True, vllm_mode="server", vllm_group_port=1234), "vllm_group_port=1234 is not supported"),
         (dict(use_vllm=True, vllm_mode="server", vllm_importance_sampling_mode="x"), "vllm_importance_sampling_mode"),
         (dict(use_vllm=True, vllm_mode="server", vllm_structured_outputs_regex="a+"), "structured outputs"),
+        (dict(use_vllm=True, vllm_server_port=9000), "vllm_server_port acts only with vllm_mode='server'"),
     ],
 )
 def test_vllm_fields_act_or_are_rejected_by_name(tmp_path, kwargs, match):

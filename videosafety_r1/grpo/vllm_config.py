@@ -72,6 +72,15 @@ def check_vllm_fields(config: Any) -> list[str]:
         errors.append(f"vllm_tensor_parallel_size must be >= 1, got {config.vllm_tensor_parallel_size}")
     if config.vllm_max_model_length is not None and config.vllm_max_model_length < 2:
         errors.append(f"vllm_max_model_length must be >= 2 (prompt + completion), got {config.vllm_max_model_length}")
+    if mode == "colocate":
+        for name, default in (
+            ("vllm_server_base_url", None),
+            ("vllm_server_host", "0.0.0.0"),
+            ("vllm_server_port", 8000),
+            ("vllm_server_timeout", 240.0),
+        ):
+            if getattr(config, name) != default:
+                errors.append(f"{name} acts only with vllm_mode='server'")
     if mode == "server":
         for name, default in (
             ("vllm_gpu_memory_utilization", 0.3),
