@@ -232,6 +232,10 @@ def test_export_logits_equal_except_suppressed_columns(family, tmp_path):
 
     model, processor = _wrapped(family)
     out = export_plain_checkpoint(model, processor, tmp_path / "plain")
+    # the top level holds only model files (vLLM loads every top-level *.safetensors); the alarm parts sit in alarm/
+    assert [p.name for p in out.glob("*.safetensors")] == ["model.safetensors"]
+    assert {"alarm_config.json", "heads.safetensors"} <= {p.name for p in (out / "alarm").iterdir()}
+    assert not [p.name for p in out.iterdir() if p.name.startswith("alarm") and p.is_file()]
     plain = AutoModelForImageTextToText.from_pretrained(out)
     plain_proc = AutoProcessor.from_pretrained(out)
     assert set(model.alarm_token_ids) <= set(plain.generation_config.suppress_tokens)

@@ -111,7 +111,7 @@ def test_stage_trains_exactly_what_it_should(workspace, alarm_start, tmp_path, s
     assert ("alarm_embedding.weight" in changed) == (stage != "cot")
     assert ("visual_head.weight" in changed) == (stage == "atc")
     assert ("textual_head.weight" in changed) == (stage == "atc")
-    assert (Path(result["final"]).parent / "export" / "alarm_heads.safetensors").exists()
+    assert (Path(result["final"]).parent / "export" / "alarm" / "heads.safetensors").exists()
     assert after.video_sampling == {"video_fps": 4.0, "video_max_frames": 8}  # the demo config's, recorded
     if stage == "atc":
         assert "eval_acc/visual_head" in result["after"] and "eval_loss/lm" in result["before"]

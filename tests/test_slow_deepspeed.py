@@ -191,7 +191,7 @@ def _assert_checkpoint_matches_run(run: dict, hidden: int, base_layout: dict) ->
     from safetensors.torch import load_file
 
     export = run["out"] / "export"
-    heads = load_file(str(export / "alarm_heads.safetensors"))
+    heads = load_file(str(export / "alarm" / "heads.safetensors"))
     alarm = final.alarm_state_dict()
     for k, v in heads.items():
         torch.testing.assert_close(v, alarm[k], rtol=0, atol=0, msg=k)

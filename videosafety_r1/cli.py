@@ -1,4 +1,4 @@
-"""The ``videosafety-r1`` command: ``validate-data`` and ``make-synthetic`` (docs/data.md).
+"""The ``videosafety-r1`` command: ``validate-data`` and ``make-synthetic`` (docs/data.md), ``vllm-serve`` (docs/grpo.md).
 
 Exit codes: 0 clean, 1 problems found, 2 usage error (bad arguments, missing file or data root).
 """
@@ -42,6 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("out", metavar="OUT", help="output folder (videos/, sft/cot/grpo/eval .jsonl)")
     synth.add_argument("--n", type=int, default=64, help="number of clips")
     synth.add_argument("--seed", type=int, default=0)
+    serve = sub.add_parser("vllm-serve", help="serve a plain export with vLLM for GRPO rollouts (vllm_mode=server)")
+    serve.add_argument("--model", required=True, help="plain export folder (export_plain_checkpoint)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per engine (untested here)")
+    serve.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    serve.add_argument("--max-model-len", type=int, default=None)
+    serve.add_argument("--dtype", default="auto")
+    serve.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -91,11 +100,31 @@ def _make_synthetic(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _vllm_serve(args: argparse.Namespace) -> int:
+    from videosafety_r1.grpo.vllm_server import serve
+
+    if not Path(args.model).is_dir():
+        _write(f"error: not found: {args.model}")
+        return EXIT_USAGE
+    logging.getLogger("videosafety_r1").setLevel(logging.INFO)
+    serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        tensor_parallel_size=args.tensor_parallel_size,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_model_len=args.max_model_len,
+        dtype=args.dtype,
+        seed=args.seed,
+    )
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``videosafety-r1`` script; returns the exit code (argparse errors exit 2)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
-    handlers = {"validate-data": _validate, "make-synthetic": _make_synthetic}
+    handlers = {"validate-data": _validate, "make-synthetic": _make_synthetic, "vllm-serve": _vllm_serve}
     return handlers[args.command](args)
 
 

@@ -209,8 +209,14 @@ def _padded_vocab(tokenizer: Any, multiple: int = 64) -> int:
     return (len(tokenizer) + multiple) // multiple * multiple
 
 
-def tiny_config(family: str = "qwen2_5_vl", tokenizer: Any | None = None) -> Any:
-    """A ~0.2M-parameter config of `family` whose special-token ids match the tiny tokenizer."""
+def tiny_config(family: str = "qwen2_5_vl", tokenizer: Any | None = None, head_dim: int | None = None) -> Any:
+    """A ~0.2M-parameter config of `family` whose special-token ids match the tiny tokenizer.
+
+    `head_dim=None` keeps the 64-wide, 4-head text model (head_dim 16). A value (even, >= 8) builds 2 heads of that
+    size instead (width `2 * head_dim`): vLLM's CPU attention needs head_dim >= 32, so engine tests pass 64.
+    """
+    if head_dim is not None and (head_dim < 8 or head_dim % 8):
+        raise ValueError(f"head_dim must be a multiple of 8 and >= 8, got {head_dim}")
     import transformers
 
     spec = _check_family(family)
@@ -232,15 +238,23 @@ def tiny_config(family: str = "qwen2_5_vl", tokenizer: Any | None = None) -> Any
     token_ids = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"])
     rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
     small_vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64)
+    if head_dim is not None:
+        width = 2 * head_dim
+        text.update(hidden_size=width, intermediate_size=2 * width, num_attention_heads=2, num_key_value_heads=1)
+        half = head_dim // 2  # M-RoPE sections (temporal, height, width) sum to head_dim / 2
+        rope["mrope_section"] = [half - 2 * (3 * half // 8), 3 * half // 8, 3 * half // 8]
+        small_vision["out_hidden_size"] = width
     if family in ("qwen2_vl", "qwen2_5_vl"):
         text["rope_parameters"] = rope
         if family == "qwen2_vl":
-            vision = dict(depth=2, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=2, patch_size=14)
+            vision = dict(
+                depth=2, embed_dim=32, hidden_size=text["hidden_size"], mlp_ratio=2, num_heads=2, patch_size=14
+            )
         else:
             vision = dict(small_vision, patch_size=14, window_size=56, fullatt_block_indexes=[1])
         token_ids.update(vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
     elif family == "qwen3_vl":
-        text.update(head_dim=16)
+        text.update(head_dim=head_dim or 16)
         text["rope_parameters"] = dict(rope, mrope_interleaved=True)
         vision = dict(small_vision, patch_size=16, num_position_embeddings=64, deepstack_visual_indexes=[0, 1])
         token_ids.update(vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
@@ -253,13 +267,15 @@ def tiny_config(family: str = "qwen2_5_vl", tokenizer: Any | None = None) -> Any
     )
 
 
-def tiny_video_llm(family: str = "qwen2_5_vl", seed: int = 0) -> tuple[Any, Any]:
-    """A tiny random **base** model (no alarm tokens yet) of `family` and its real processor, offline."""
+def tiny_video_llm(family: str = "qwen2_5_vl", seed: int = 0, head_dim: int | None = None) -> tuple[Any, Any]:
+    """A tiny random **base** model (no alarm tokens yet) of `family` and its real processor, offline.
+
+    `head_dim=64` builds a model vLLM's CPU attention accepts (see `tiny_config`)."""
     import transformers
 
     spec = _check_family(family)
     processor = tiny_processor(family)
-    config = tiny_config(family, processor.tokenizer)
+    config = tiny_config(family, processor.tokenizer, head_dim=head_dim)
     config._attn_implementation = "sdpa"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -270,10 +286,12 @@ def tiny_video_llm(family: str = "qwen2_5_vl", seed: int = 0) -> tuple[Any, Any]
     return model, processor
 
 
-def save_tiny_video_llm(path: str | Path, family: str = "qwen2_5_vl", seed: int = 0) -> Path:
+def save_tiny_video_llm(
+    path: str | Path, family: str = "qwen2_5_vl", seed: int = 0, head_dim: int | None = None
+) -> Path:
     """Write a tiny checkpoint directory (model + processor) that `from_pretrained` and `load_pretrained` read."""
     path = Path(path)
-    model, processor = tiny_video_llm(family, seed)
+    model, processor = tiny_video_llm(family, seed, head_dim=head_dim)
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path

@@ -4,8 +4,10 @@ Two on-disk forms (design.md, "Alarm tokens, two representations"):
 - the training form (`save_pretrained`): the base checkpoint as transformers writes it (or a PEFT adapter), plus
   `alarm.safetensors` (vectors and heads) and `alarm_config.json` (format version, ids, config);
 - the plain export (`export_plain_checkpoint`): LoRA merged, vectors written into the two embedding rows, a chat
-  template that places the tokens, a generation config that suppresses them, heads in `alarm_heads.safetensors`.
-Both load back with `load_pretrained`.
+  template that places the tokens, a generation config that suppresses them; only model files at the top level
+  (vLLM loads every top-level `*.safetensors`), the heads and the alarm config under `alarm/`
+  (`alarm/heads.safetensors`, `alarm/alarm_config.json`).
+Both load back with `load_pretrained` (as do exports of the earlier layout, heads beside the model).
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ logger = logging.getLogger(__name__)
 
 ALARM_CONFIG_FILE = "alarm_config.json"
 ALARM_WEIGHTS_FILE = "alarm.safetensors"
-ALARM_HEADS_FILE = "alarm_heads.safetensors"
+ALARM_HEADS_FILE = "alarm_heads.safetensors"  # the earlier export layout (top level), still read
+EXPORT_ALARM_DIR = "alarm"  # the export's subfolder: the top level holds only model files
+EXPORT_HEADS_FILE = f"{EXPORT_ALARM_DIR}/heads.safetensors"
+EXPORT_CONFIG_FILE = f"{EXPORT_ALARM_DIR}/{ALARM_CONFIG_FILE}"
 
 
 def _meta(model: AlarmVideoLLM, exported: bool, lora: bool) -> dict[str, Any]:
@@ -184,7 +189,7 @@ def load_pretrained(
     else:
         base = AutoModelForImageTextToText.from_pretrained(str(path_or_id), **load_kwargs)
     _keep_used_weight_conversions(base)
-    meta_path = _resolve(path_or_id, ALARM_CONFIG_FILE)
+    meta_path = _resolve(path_or_id, ALARM_CONFIG_FILE) or _resolve(path_or_id, EXPORT_CONFIG_FILE)
     if not meta_path:
         return base, processor
     meta = json.loads(Path(meta_path).read_text())
@@ -205,7 +210,7 @@ def load_pretrained(
         raise ValueError(f"{meta_path}: tokenizer gives alarm ids {model.alarm_token_ids}, checkpoint says {ids}")
     if meta.get("exported"):
         state = {"alarm_embedding.weight": baked}
-        heads_path = _resolve(path_or_id, ALARM_HEADS_FILE)
+        heads_path = _resolve(path_or_id, EXPORT_HEADS_FILE) or _resolve(path_or_id, ALARM_HEADS_FILE)
         if heads_path:
             state.update(load_file(heads_path))
     else:
@@ -261,8 +266,9 @@ def export_plain_checkpoint(model: AlarmVideoLLM, processor: Any, out_dir: str |
     """Write a plain transformers checkpoint that any serving tool runs with the alarm behaviour intact.
 
     LoRA is merged (on a copy), the alarm vectors go into the embedding rows of the two tokens, the chat template
-    inserts the tokens and neutralises typed literals, the generation config suppresses the alarm ids, and the heads
-    are saved beside it. With tied input/output embeddings the two alarm logit columns change too; they are
+    inserts the tokens and neutralises typed literals, the generation config suppresses the alarm ids (vLLM ignores
+    that field: it honours the logits processor :mod:`videosafety_r1.grpo.vllm_logits` registers instead), and the
+    heads and alarm config go to ``out_dir/alarm/``, so the top level holds only model files. With tied input/output embeddings the two alarm logit columns change too; they are
     suppressed in both models, and every other logit is unchanged.
     """
     if any_partitioned(model):
@@ -285,10 +291,13 @@ def export_plain_checkpoint(model: AlarmVideoLLM, processor: Any, out_dir: str |
         base.save_pretrained(out, **kwargs)
     finally:
         emb[ids] = original
+    (out / EXPORT_ALARM_DIR).mkdir(exist_ok=True)
+    for stale in (ALARM_HEADS_FILE, ALARM_CONFIG_FILE):  # an earlier export into the same folder
+        (out / stale).unlink(missing_ok=True)
     heads = {k: v for k, v in model.alarm_state_dict().items() if not k.startswith("alarm_embedding")}
     if heads:
-        save_file(heads, str(out / ALARM_HEADS_FILE), metadata={"format": "pt"})
-    _write_json(out / ALARM_CONFIG_FILE, _meta(model, exported=True, lora=False))
+        save_file(heads, str(out / EXPORT_HEADS_FILE), metadata={"format": "pt"})
+    _write_json(out / EXPORT_CONFIG_FILE, _meta(model, exported=True, lora=False))
     exported = copy.deepcopy(processor)
     literals = special_token_literals(processor.tokenizer, model.alarm_config)
     template = alarm_chat_template(processor.chat_template, model.alarm_config, special_tokens=literals)

@@ -154,7 +154,10 @@ class GRPOPromptCollator:
         )
 
     def __call__(self, records: list[GRPORecord]) -> dict[str, Any]:
-        prompts = [self.prompt_input(r) for r in records]
+        return self.batch_from_prompts(records, [self.prompt_input(r) for r in records])
+
+    def batch_from_prompts(self, records: list[GRPORecord], prompts: list[PromptInput]) -> dict[str, Any]:
+        """The batch of ``records`` from their already built prompts (one decode shared with a generator)."""
         batch = dict(processor_inputs(self.processor, prompts, padding_side="left", ids=[r.id for r in records]))
         batch["prompts"] = [p.text for p in prompts]
         batch["solution"] = [r.solution for r in records]

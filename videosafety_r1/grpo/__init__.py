@@ -9,6 +9,8 @@
 | ``data`` | raw prompt rows, the generation-batch sampler, reward resolution |
 | ``logs`` | metrics, reward histories and the sample table |
 | ``trainer`` | :class:`VideoGRPOTrainer` |
+| ``vllm_*`` | rollouts on vLLM (``use_vllm``): config checks, generator, weight push, IS correction, server, the
+  logits processor vLLM loads; only ``vllm_logits`` and ``vllm_server.serve`` import vLLM |
 
 The trainer imports transformers' ``Trainer`` and loads on first use, so ``import videosafety_r1.grpo`` stays light.
 The pre-0.2 flat modules (``videosafety_r1.grpo_trainer``, ``videosafety_r1.rollout``, ...) are aliases of these.

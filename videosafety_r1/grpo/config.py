@@ -6,7 +6,6 @@ here are what ``__post_init__`` validates against.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -328,17 +327,8 @@ class GRPOConfig(trl.GRPOConfig):
         return dict((self.reward_kwargs or {}).get(name, {}))
 
 
-def _check_vllm_fields(config: trl.GRPOConfig) -> list[str]:
-    """``use_vllm`` and every ``vllm_*`` field must keep TRL's default until vLLM generation lands: one error per
-    field set, naming it."""
-    errors = []
-    for f in dataclasses.fields(trl.GRPOConfig):
-        if f.name != "use_vllm" and not f.name.startswith("vllm_"):
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        if getattr(config, f.name) != default:
-            errors.append(
-                f"{f.name}={getattr(config, f.name)!r} is not supported yet: VideoGRPOTrainer generates with "
-                f"transformers' generate (leave {f.name} at its default {default!r})"
-            )
-    return errors
+def _check_vllm_fields(config: GRPOConfig) -> list[str]:
+    """``use_vllm`` / ``vllm_*`` problems, each naming its field (see :mod:`videosafety_r1.grpo.vllm_config`)."""
+    from .vllm_config import check_vllm_fields
+
+    return check_vllm_fields(config)

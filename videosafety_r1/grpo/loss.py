@@ -152,6 +152,7 @@ def grpo_loss(
     delta: float | None = None,
     use_bias_correction_kl: bool = False,
     policy_mask: torch.Tensor | None = None,
+    importance_weights: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped-surrogate GRPO loss with a k3 KL penalty, aggregated per ``loss_type``, as TRL 1.16 computes it.
 
@@ -175,6 +176,9 @@ def grpo_loss(
     ``clip_ratio`` (= ``clip_ratio/region_mean``), ``clip_ratio/low_mean``, ``clip_ratio/high_mean``; a token counts
     as clipped only where clipping changes its gradient (low side with A < 0, high side with A > 0), as in TRL.
     Sequence-level ratios give per-sequence means.
+
+    ``importance_weights`` (``[B*G, T]`` or ``[B*G, 1]``, detached) multiply the clipped surrogate before the KL term
+    is added, as TRL's vLLM importance-sampling correction (:mod:`videosafety_r1.grpo.vllm_importance`).
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
@@ -226,6 +230,8 @@ def grpo_loss(
     if policy_mask is not None:
         per_token_loss = per_token_loss * policy_mask.to(per_token_loss.dtype)
     per_token_loss = per_token_loss.expand(rows, width)  # [B*G, T]
+    if importance_weights is not None:  # TRL: after the masks, before the KL term
+        per_token_loss = per_token_loss * importance_weights.to(per_token_loss)  # [B*G, T]
     if kl is not None and beta != 0:
         per_token_loss = per_token_loss + beta * kl
     per_token_loss = torch.where(mask, per_token_loss, zero)  # [B*G, T]

@@ -104,6 +104,7 @@ class ObjectiveMixin:
             delta=args.delta,
             use_bias_correction_kl=args.use_bias_correction_kl,
             policy_mask=policy_mask,
+            importance_weights=inputs.get("importance_weights"),
         )
         if args.loss_type == "dapo":  # TRL: sum / (N / P * accumulation / spg); grpo_loss gave sum / N
             loss = loss * self.accelerator.num_processes * args.steps_per_generation / accumulation

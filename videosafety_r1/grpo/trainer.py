@@ -58,7 +58,15 @@ __all__ = [
 ]
 
 _RESERVED = ("prompts", "completions", "completion_ids", "trainer_state", "log_metric", "log_extra")
-_BATCH_ONLY = ("completion_ids", "completion_mask", "advantages", "old_logps", "ref_logps", "num_items_in_batch")
+_BATCH_ONLY = (
+    "completion_ids",
+    "completion_mask",
+    "advantages",
+    "old_logps",
+    "ref_logps",
+    "num_items_in_batch",
+    "importance_weights",
+)
 
 
 class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
@@ -151,6 +159,21 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
             processing_class, MediaLoader(args.data_root, args.video_fps, args.video_max_frames)
         )
         self.placeholder_ids = placeholder_token_ids(model)  # visual placeholders: never sampled, never scored
+        if generator is None and args.use_vllm:
+            from .vllm_generator import build_vllm_generator
+
+            generator = build_vllm_generator(
+                self.accelerator.unwrap_model(self.model),
+                processing_class,
+                args,
+                self.pad_token_id,
+                self.eos_token_ids,
+                self.accelerator.process_index,
+                self.accelerator.num_processes,
+            )
+        # ids the generator never samples and the log-probs leave out (vLLM); the HF path scores the whole vocabulary
+        blocked = getattr(generator, "blocked_ids", None) or []
+        self.masked_logit_ids = torch.tensor(blocked, dtype=torch.long) if blocked else None
         self.generator = generator or HFGenerator(
             max_new_tokens=args.max_completion_length,
             temperature=args.temperature,
@@ -260,7 +283,14 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
         self._generation += 1
         if self.vision_cache is not None:
             self.vision_cache.clear()
-        items = [collate_prompt(self.prompt_collator, as_grpo_record(r)) for r in rows]  # rows: raw, every column
+        engine_prompts = None
+        if getattr(self.generator, "wants_media", False):  # vLLM: the same decoded media, as engine inputs
+            from .vllm_generator import collate_with_media
+
+            pairs = [collate_with_media(self.prompt_collator, as_grpo_record(r), self.tokenizer) for r in rows]
+            items, engine_prompts = [p[0] for p in pairs], [p[1] for p in pairs]
+        else:
+            items = [collate_prompt(self.prompt_collator, as_grpo_record(r)) for r in rows]  # rows: raw, every column
         B = len(items)
         order = [i for i in range(B) for _ in range(G)]
         build = dict(
@@ -273,7 +303,10 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
         prompt_batch = assemble(items, order, **build)  # [B*G, P]
         gather = self.args.ds3_gather_for_generation
         with unwrapped_for_generation(self.model_wrapped, self.accelerator, gather_zero3=gather) as unwrapped:
-            completion_ids = self.generator(unwrapped, prompt_batch)  # [B*G, C]
+            if engine_prompts is None:
+                completion_ids = self.generator(unwrapped, prompt_batch)  # [B*G, C]
+            else:
+                completion_ids = self.generator(unwrapped, prompt_batch, engine_prompts, self.state.global_step)
         placeholders = torch.tensor(self.placeholder_ids, dtype=torch.long, device=device)
         # a generator that cannot suppress them (vLLM): the completion is cut before a sampled placeholder
         bad = torch.isin(completion_ids, placeholders)  # [B*G, C]
@@ -294,8 +327,12 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
         num_items = self.accelerator.gather(mask.sum().reshape(1)).sum()  # active tokens, whole generation batch
         self._log_rollout(prompts, completions, rewards_per_func, rewards, advantages, lengths, truncated)
 
+        sampling_logps = getattr(self.generator, "last_logprobs", None) if engine_prompts is not None else None
+        correct_is = sampling_logps is not None and self.args.vllm_importance_sampling_correction
         need_old = (
-            self.args.num_iterations > 1 or self.args.steps_per_generation > self.args.gradient_accumulation_steps
+            self.args.num_iterations > 1
+            or self.args.steps_per_generation > self.args.gradient_accumulation_steps
+            or correct_is  # as TRL: the IS ratio needs the trainer's log-probs of the sampling policy
         )
         per = self.prompts_per_micro_batch
         batches = []
@@ -315,8 +352,28 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
             batch["num_items_in_batch"] = num_items
             batch["old_logps"] = self._logps(self.model, batch)[0] if need_old else None
             batch["ref_logps"] = self._logps(self.ref_model, batch)[0] if self.ref_model is not None else None
+            if correct_is:
+                batch["importance_weights"] = self._importance_weights(batch, sampling_logps[rows_s])
             batches.append(batch)
         return batches
+
+    def _importance_weights(self, batch: dict[str, Any], sampling_logps: torch.Tensor) -> torch.Tensor:
+        """TRL's vLLM importance-sampling weights ``[b*G, C]`` or ``[b*G, 1]``, with its metrics logged."""
+        from .vllm_importance import importance_sampling_ratio
+
+        weights, stats = importance_sampling_ratio(
+            batch["old_logps"],
+            sampling_logps.to(batch["old_logps"]),
+            batch["completion_mask"],
+            self.args.vllm_importance_sampling_mode,
+            self.args.vllm_importance_sampling_clip_min,
+            self.args.vllm_importance_sampling_clip_max,
+        )
+        for name, value in stats.items():
+            gathered = self.accelerator.gather(value.float().reshape(1))
+            reduce = {"min": torch.min, "max": torch.max}.get(name.rsplit("/", 1)[1], torch.mean)
+            self._metrics[name].append(reduce(gathered).item())
+        return weights
 
     def _compute_rewards(
         self, prompts: list[str], completions: list[str], completion_ids: list[list[int]], columns: dict[str, list]
@@ -343,6 +400,9 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
         inputs = {k: v for k, v in batch.items() if k not in _BATCH_ONLY}
         with _head_keeps_last(self.accelerator.unwrap_model(model), C + 1):
             logits = model(**inputs, logits_to_keep=C + 1, use_cache=False).logits[:, :-1]  # [N, C, V]
+        if self.masked_logit_ids is not None:  # finite: entropy stays defined; exp() of it is 0 in any precision
+            fill = torch.finfo(logits.dtype).min / 4
+            logits = logits.index_fill(-1, self.masked_logit_ids.to(logits.device), fill)  # [N, C, V]
         logps = selective_log_softmax(logits, batch["completion_ids"], self.args.temperature)  # [N, C]
         ent = None
         if entropy:  # with a gradient only where the entropy bonus needs one

@@ -1,0 +1,94 @@
+"""Server mode: `videosafety-r1 vllm-serve --model EXPORT` in its own process, the trainer as its client.
+(d) 4 GRPO steps with video, rewards logged, HF generate never called; weights pushed as a safetensors file."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.vllm
+
+
+def even_share(completion_ids, **kwargs):
+    return [sum(t % 2 == 0 for t in ids) / max(len(ids), 1) for ids in completion_ids]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from videosafety_r1.alarm import add_alarm_tokens, export_plain_checkpoint
+    from videosafety_r1.testing import tiny_video_llm
+
+    root = tmp_path_factory.mktemp("vllm_server")
+    model, processor = tiny_video_llm("qwen2_5_vl", 0, head_dim=64)
+    model.config.vision_config.tokens_per_second = 1  # see test_vllm_rollouts.py
+    model = add_alarm_tokens(model, processor)
+    export = export_plain_checkpoint(model, processor, root / "export")
+    port = _free_port()
+    env = dict(
+        os.environ
+    )  # VLLM_ENABLE_V1_MULTIPROCESSING=0 (conftest): one process, starts faster; weights go by file either way
+    log = open(root / "server.log", "w")
+    cmd = [sys.executable, "-m", "videosafety_r1.cli", "vllm-serve", "--model", str(export), "--host", "127.0.0.1"]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port), "--dtype", "float32", "--max-model-len", "1024"], stdout=log, stderr=log, env=env
+    )
+    yield f"http://127.0.0.1:{port}", root, proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_d_four_grpo_steps_in_server_mode(server, tmp_path):
+    from videosafety_r1.alarm import add_alarm_tokens
+    from videosafety_r1.data import load_dataset_checked, make_synthetic_dataset
+    from videosafety_r1.grpo.trainer import VideoGRPOTrainer
+    from videosafety_r1.grpo.vllm_server import ServerEngine
+    from videosafety_r1.testing import tiny_grpo_config, tiny_video_llm
+
+    url, root, proc = server
+    paths = make_synthetic_dataset(tmp_path / "data", 4, seed=0)
+    records, _ = load_dataset_checked(paths["grpo"], tmp_path / "data")
+    model, processor = tiny_video_llm("qwen2_5_vl", 0, head_dim=64)
+    model.config.vision_config.tokens_per_second = 1
+    model = add_alarm_tokens(model, processor)
+    config = tiny_grpo_config(
+        tmp_path / "out",
+        tmp_path / "data",
+        use_vllm=True,
+        vllm_mode="server",
+        vllm_server_base_url=url,
+        vllm_server_timeout=240,
+        bf16=False,
+        max_completion_length=8,
+        max_steps=4,
+        temperature=0.7,
+        top_p=1.0,
+    )
+    trainer = VideoGRPOTrainer(
+        model, config, train_dataset=records, processing_class=processor, reward_funcs=[even_share]
+    )
+
+    def no_hf_generate(*a, **k):
+        raise AssertionError("HF generate was called under use_vllm")
+
+    model.generate = model.base.generate = no_hf_generate
+    assert isinstance(trainer.generator.engine, ServerEngine)
+    trainer.train()
+    assert proc.poll() is None, (root / "server.log").read_text()[-3000:]
+    assert [s for s, _ in trainer.reward_history] == [0, 1, 2, 3]
+    assert trainer.generator.pushes == 4  # one push per generation: the policy changed every step
+    logged = [h for h in trainer.state.log_history if "reward" in h]
+    # the engine scores the sampled tokens as the trainer does (same weights after every push): IS ratio ~ 1
+    assert all(h["sampling/sampling_logp_difference/max"] < 1e-3 for h in logged), logged
+    assert len(list((tmp_path / "out" / "vllm-push").glob("push-*"))) == 1  # only the last push is kept

@@ -1,0 +1,73 @@
+"""The policy's weights as the engine loads them: plain transformers names, alarm vectors baked into their rows.
+
+The engine serves a plain export (:func:`videosafety_r1.alarm.export_plain_checkpoint`), so each push must look like
+that export's weights: a LoRA adapter merged into its base, the two alarm vectors written into the input-embedding
+rows of the alarm ids, names as the transformers model's own ``state_dict`` gives them (vLLM's loaders map them).
+Under DeepSpeed ZeRO-3 each module's parameters are gathered while they are read (every rank must call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from ..zero3 import any_partitioned, gathered
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def merged_lora(model: nn.Module) -> Iterator[nn.Module]:
+    """The transformers model under ``model`` (an ``AlarmVideoLLM``, a PEFT model or a plain one), with a LoRA
+    adapter merged into its base weights inside the block and unmerged after it (as TRL does for vLLM)."""
+    base = getattr(model, "base", model)  # AlarmVideoLLM -> its base
+    if not hasattr(base, "peft_config"):
+        yield base
+        return
+    base.merge_adapter()
+    try:
+        yield base.get_base_model()
+    finally:
+        base.unmerge_adapter()
+
+
+def _clean_name(name: str) -> str | None:
+    """PEFT's names back to the base model's (``...q_proj.base_layer.weight`` -> ``...q_proj.weight``, a trained
+    ``modules_to_save`` copy under its module's name); None for adapter parameters (merged in already) and for the
+    stale original of a ``modules_to_save`` module."""
+    if "lora_" in name or ".original_module." in name:
+        return None
+    return name.replace(".base_layer", "").replace(".modules_to_save.default", "")
+
+
+def engine_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` of every LLM and vision parameter and buffer the checkpoint holds, detached, with the alarm
+    vectors in their embedding rows, a LoRA adapter merged (the base weights are unmerged again once the iterator is
+    exhausted; the yielded tensors are copies then)."""
+    alarm = getattr(model, "alarm_embedding", None)
+    lora = hasattr(getattr(model, "base", model), "peft_config")
+    with merged_lora(model) as plain:
+        emb = plain.get_input_embeddings().weight
+        ids = torch.tensor(getattr(model, "alarm_token_ids", []), dtype=torch.long, device=emb.device)
+        partitioned = any_partitioned(plain)
+        for module_name, module in plain.named_modules():
+            params = list(module.named_parameters(recurse=False))
+            if not params:
+                continue
+            with gathered([p for _, p in params]) if partitioned else contextlib.nullcontext():
+                for pname, p in params:
+                    name = _clean_name(f"{module_name}.{pname}" if module_name else pname)
+                    if name is None:
+                        continue
+                    tensor = p.detach()
+                    if p is emb and alarm is not None and ids.numel():
+                        with gathered([alarm.weight]) if partitioned else contextlib.nullcontext():
+                            tensor = tensor.clone()
+                            tensor[ids] = alarm.weight.detach().to(tensor.dtype)  # [2, H] rows baked in
+                    # copies where the live tensor changes after the block: a merged LoRA weight is unmerged, a
+                    # gathered ZeRO-3 parameter is released
+                    yield name, tensor.clone() if partitioned or lora else tensor
