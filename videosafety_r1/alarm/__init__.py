@@ -1,5 +1,6 @@
 """Alarm tokens: two learnable input vectors and two harm heads attached to a Video LLM (method.md, section 1)."""
 
+from .calibration import apply_calibration, calibrate_alarm_heads, load_calibration, save_calibration
 from .io import (
     build_alarm_inputs,
     export_plain_checkpoint,
@@ -36,6 +37,10 @@ __all__ = [
     "AlarmVideoLLM",
     "add_alarm_tokens",
     "alarm_chat_template",
+    "apply_calibration",
+    "calibrate_alarm_heads",
+    "load_calibration",
+    "save_calibration",
     "build_alarm_inputs",
     "export_plain_checkpoint",
     "find_alarm_positions",

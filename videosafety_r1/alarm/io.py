@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..zero3 import any_partitioned, full_shape, gathered
+from .calibration import CALIBRATION_FILE, apply_calibration, load_calibration
 from .model import FORMAT_VERSION, AlarmVideoLLM, add_alarm_tokens
 from .tokens import AlarmConfig, alarm_chat_template, insert_alarm_tokens
 
@@ -196,6 +197,8 @@ def load_pretrained(
     unexpected = [k for k in unexpected if not k.startswith("base.")]
     if unexpected:
         raise ValueError(f"{path_or_id}: unexpected alarm weights {unexpected}")
+    calibration_path = _resolve(path_or_id, CALIBRATION_FILE)
+    model.alarm_calibration = load_calibration(Path(calibration_path).parent) if calibration_path else None
     return model, processor
 
 
@@ -304,7 +307,8 @@ def predict_harm(
 ) -> dict[str, torch.Tensor]:
     """Harm probabilities from the two heads for a batch: `{"visual": [B], "textual": [B]}`.
 
-    `videos` items are a path, a uint8 frame array `[T, H, W, 3]`, a `(frames, metadata)` pair, or None.
+    `videos` items are a path, a uint8 frame array `[T, H, W, 3]`, a `(frames, metadata)` pair, or None. When the
+    checkpoint has an `alarm_calibration.json` (`calibrate_alarm_heads`), the probabilities are Platt-scaled.
     """
     if model.visual_head is None:
         raise ValueError("this model has no harm heads (AlarmConfig.use_heads=False)")
@@ -316,7 +320,5 @@ def predict_harm(
         tokenizer.padding_side = side
     device = model.get_input_embeddings().weight.device
     out = model(**{k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()})
-    return {
-        "visual": torch.sigmoid(out.visual_alarm_logits.float()).cpu(),
-        "textual": torch.sigmoid(out.textual_alarm_logits.float()).cpu(),
-    }
+    logits = {"visual": out.visual_alarm_logits.float().cpu(), "textual": out.textual_alarm_logits.float().cpu()}
+    return apply_calibration(logits, getattr(model, "alarm_calibration", None))
