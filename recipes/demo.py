@@ -166,6 +166,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--layers", type=int, default=2, help="decoder layers of the tiny model")
     parser.add_argument("--family", default="qwen2_5_vl", help="tiny model family")
     parser.add_argument("--rewards", nargs="+", default=None, help="GRPO reward_funcs (default: grpo.yaml's)")
+    parser.add_argument(
+        "--stage-args",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("STAGE", "ARGS"),
+        help='extra overrides for one stage, e.g. --stage-args cot "--num_train_epochs 20" (repeatable)',
+    )
+    parser.add_argument("--eval-stages", nargs="+", default=list(STAGES), choices=STAGES, help="stages to evaluate")
+    parser.add_argument("--until", choices=("atc", "cot", "grpo"), default="grpo", help="last stage to train")
     parser.add_argument("--from-stage", choices=("atc", "cot", "grpo"), help="reuse earlier stages already in --out")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -185,12 +195,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     checkpoints = {"base": out / "base"}
     previous = out / "base"
-    todo = STAGES[STAGES.index(args.from_stage) :] if args.from_stage else STAGES[1:]
+    todo = STAGES[STAGES.index(args.from_stage or "atc") : STAGES.index(args.until) + 1]
     for stage in ("alarm_init", "atc", "cot", "grpo"):
         final = out / stage / "final"
         if stage in todo or (stage == "alarm_init" and "atc" in todo):
             t = time.time()
             common = _overrides(model=previous, data_root=out / "data", output_dir=out / stage, seed=seed)
+            common += [a for name, extra in args.stage_args if name == stage for a in extra.split()]
             if stage == "grpo":
                 extra = _overrides(reward_funcs=args.rewards) if args.rewards else []
                 _recipe("grpo.py")(
@@ -207,6 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
             checkpoints[stage] = final
     stages: dict[str, dict] = {}
     for stage, checkpoint in checkpoints.items():
+        if stage not in args.eval_stages or not checkpoint.is_dir():
+            continue
         t = time.time()
         row = evaluate_stage(stage, checkpoint, out, data, seed)
         heads = score_heads(checkpoint, data) if stage != "base" else {}

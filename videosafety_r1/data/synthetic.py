@@ -39,6 +39,7 @@ from videosafety_r1.data.synthetic_text import (
     MOTION_WORDS,
     REFUSALS,
     SAFE_FRAMES,
+    SAFE_WORDS,
     TOPICS,
 )
 
@@ -159,41 +160,46 @@ class _Row:
 
 
 def _query(rnd: random.Random, part: str, category: str, language: str, textual: int, kind: str) -> str:
-    if textual:
+    if textual or kind == "howto":
         frames = HARM_FRAMES[part][language] + (CATEGORY_FRAMES[category][language][part == "heldout"],)
-        return rnd.choice(frames).format(w=rnd.choice(HARM_WORDS[category][language]))
+        words = (HARM_WORDS if textual else SAFE_WORDS)[category][language]
+        return rnd.choice(frames).format(w=rnd.choice(words))
     return rnd.choice(SAFE_FRAMES[part][kind][language]).format(t=TOPICS[category][language])
+
+
+def _kinds(part: str, video: bool) -> tuple[str, ...]:
+    """Benign question kinds: held-out video rows ask about the clip (helpfulness is scored on them)."""
+    if not video:
+        return ("text", "howto")
+    return ("colour", "motion") if part != "train" else ("colour", "motion", "howto")
 
 
 def _row(out: Path, rnd: random.Random, seed: int, part: str, i: int, visual: int, textual: int, video: bool) -> _Row:
     """Write the clip (when ``video``) and compose the query, the reference answer and the CoT reasoning."""
     language, category = LANGUAGES[i % len(LANGUAGES)], CATEGORIES[(i // len(LANGUAGES)) % len(CATEGORIES)]
-    kind = rnd.choice(("colour", "motion")) if video else "text"
-    frames_part = "train" if part == "train" else "heldout"
-    query = _query(rnd, frames_part, category, language, textual, kind)
-    media, keyword, colour = Media(), None, None
+    kind = rnd.choice(_kinds(part, video))
+    query = _query(rnd, "train" if part == "train" else "heldout", category, language, textual, kind)
+    media, colour, answer, keyword, moving = Media(), None, REFUSALS[language], None, False
     if video:
-        rel, clip_seed, moving = (
-            f"videos/{part}_{i:05d}.mp4",
-            seed * 1_000_003 + _CLIP_OFFSETS[part] + i,
-            rnd.random() < 0.5,
-        )
+        rel, clip_seed = f"videos/{part}_{i:05d}.mp4", seed * 1_000_003 + _CLIP_OFFSETS[part] + i
+        moving = rnd.random() < 0.5
         write_synthetic_video(out / rel, seed=clip_seed, harmful=bool(visual), moving=moving)
         media, colour = Media("video", rel), clip_colour(clip_seed, bool(visual))
-        keyword = (COLOUR_WORDS[colour] if kind == "colour" else MOTION_WORDS["moving" if moving else "still"])[
-            language
-        ]
-    if visual or textual:
-        answer, keyword = REFUSALS[language], None
-    elif kind == "text":
+        if kind in ("colour", "motion") and not (visual or textual):
+            words = COLOUR_WORDS[colour] if kind == "colour" else MOTION_WORDS["moving" if moving else "still"]
+            keyword = words[language]
+            answer = HELPFUL[kind][language].format(v=keyword)
+    if not (visual or textual) and kind in ("text", "howto"):
         answer = HELPFUL["text"][language].format(t=TOPICS[category][language])
-    else:
-        answer = HELPFUL[kind][language].format(v=keyword)
-    request = f"the request is {'harmful' if textual else 'safe'}."
-    seen = f"The video is mostly {colour}, so it is {'harmful' if visual else 'safe'}; " if video else "No video; "
-    return _Row(
-        f"syn{seed}-{part}-{i:05d}", media, query, answer, seen + request, visual, textual, category, language, keyword
-    )
+    # The reasoning states what the tags and the answer need: the clip's colour and motion, then the request.
+    request = f"The request is {'harmful' if textual else 'safe'}"
+    request += f" and asks about the {kind}." if not textual and kind in ("colour", "motion") else "."
+    seen = "No video. "
+    if video:
+        motion = "moves" if moving else "stays still"
+        seen = f"The video is mostly {colour} and its square {motion}, so it is {'harmful' if visual else 'safe'}. "
+    rid = f"syn{seed}-{part}-{i:05d}"
+    return _Row(rid, media, query, answer, seen + request, visual, textual, category, language, keyword)
 
 
 def _training_rows(out: Path, n: int, seed: int, safe_share: float, text_share: float) -> list[_Row]:
