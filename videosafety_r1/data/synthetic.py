@@ -192,12 +192,12 @@ def _row(out: Path, rnd: random.Random, seed: int, part: str, i: int, visual: in
     if not (visual or textual) and kind in ("text", "howto"):
         answer = HELPFUL["text"][language].format(t=TOPICS[category][language])
     # The reasoning states what the tags and the answer need: the clip's colour and motion, then the request.
-    request = f"The request is {'harmful' if textual else 'safe'}"
-    request += f" and asks about the {kind}." if not textual and kind in ("colour", "motion") else "."
-    seen = "No video. "
+    seen = "Video: none."
     if video:
-        motion = "moves" if moving else "stays still"
-        seen = f"The video is mostly {colour} and its square {motion}, so it is {'harmful' if visual else 'safe'}. "
+        motion = "moves" if moving else "still"
+        seen = f"Video: {colour}, square {motion}, {'harmful' if visual else 'safe'}."
+    about = f", about the {kind}" if not textual and kind in ("colour", "motion") else ""
+    request = f" Request: {'harmful' if textual else 'safe'}{about}."
     rid = f"syn{seed}-{part}-{i:05d}"
     return _Row(rid, media, query, answer, seen + request, visual, textual, category, language, keyword)
 
