@@ -4,7 +4,7 @@ Launch:
     python recipes/demo.py --out demo_out --seed 0
 
 Steps: the synthetic benchmark (videosafety_r1.data.synthetic; the seed changes it) and a tiny random Qwen2.5-VL
-(the seed changes its init), then AT-SFT alarm init -> ATC -> CoT cold start (recipes/at_sft.py) and Safety-GRPO
+(128 wide, 2 decoder layers; the seed changes its init), then AT-SFT alarm init -> ATC -> CoT cold start (recipes/at_sft.py) and Safety-GRPO
 (recipes/grpo.py) with recipes/configs/demo/*.yaml plus command-line overrides (paths, seed). The base model and
 the ATC, CoT and GRPO checkpoints are evaluated on the held-out split (recipes/configs/demo/evaluate.yaml: clips
 and sentence frames never seen in training); the heads are Platt-calibrated on the separate calibration split.
@@ -159,10 +159,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_out", help="folder for data, checkpoints, metrics and plots")
     parser.add_argument("--seed", type=int, default=0, help="changes the data, the model init and training")
-    parser.add_argument("--n", type=int, default=96, help="synthetic training clips (plus a quarter text-only rows)")
+    parser.add_argument("--n", type=int, default=192, help="synthetic training clips (plus a quarter text-only rows)")
     parser.add_argument("--n-eval", type=int, default=40, help="held-out clips per eval split (HH, SH, SafeQ)")
     parser.add_argument("--safe-share", type=float, default=0.5, help="share of training rows with a helpful answer")
-    parser.add_argument("--width", type=int, default=64, help="hidden size of the tiny model")
+    parser.add_argument("--width", type=int, default=128, help="hidden size of the tiny model")
     parser.add_argument("--layers", type=int, default=2, help="decoder layers of the tiny model")
     parser.add_argument("--family", default="qwen2_5_vl", help="tiny model family")
     parser.add_argument("--rewards", nargs="+", default=None, help="GRPO reward_funcs (default: grpo.yaml's)")
