@@ -166,15 +166,25 @@ def test_files_validate_and_targets_match_labels(dataset):
     assert splits == {(1, 1): "HH", (0, 1): "SH", (0, 0): "SafeQ"}
 
 
-def test_cot_prompt_is_the_grpo_prompt(dataset):
-    """The cold start trains on the prompt GRPO samples from (question + format instructions), row for row."""
+def test_cot_prompt_is_the_grpo_prompt_and_grpo_rows_are_their_own(dataset):
+    """The cold start trains on the prompt GRPO samples from (question + format instructions); GRPO's prompts are
+    other rows (other clips), so it does not start on memorised prompts."""
+    from videosafety_r1.data.schema import GRPORecord, Media
+
     paths, _ = dataset
-    records, _ = load_dataset_checked(paths["grpo"], paths["videos"].parent)
-    grpo = {r.id: r for r in records}
     for row in rows(paths["cot"]):
         user = row["conversation"][0]["content"]
-        assert user == grpo_prompt_text(grpo[row["id"]])
-        assert user.startswith(grpo[row["id"]].problem) and "<vidType>" in user
+        query = rows_by_id(paths["sft"])[row["id"]]["conversation"][0]["content"]
+        assert user == grpo_prompt_text(GRPORecord(row["id"], Media(), query, "free-form-and-choice", "<answer/>"))
+        assert "<vidType>" in user
+    records, _ = load_dataset_checked(paths["grpo"], paths["videos"].parent)
+    assert len(records) == N + N // 4 and any(r.media.type == "none" for r in records)
+    sft_clips = {r["media"]["path"] for r in rows(paths["sft"]) if r["media"]}
+    assert not sft_clips & {r.media.path for r in records if r.media.path}
+
+
+def rows_by_id(path):
+    return {r["id"]: r for r in rows(path)}
 
 
 def test_cli_make_synthetic_writes_40_rows_per_eval_split(tmp_path):

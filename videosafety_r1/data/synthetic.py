@@ -55,7 +55,8 @@ __all__ = [
 # (visual, textual) -> eval split, as VSE names them; (1, 0) has no VSE split and appears in training only.
 EVAL_SPLIT = {(1, 1): "HH", (0, 1): "SH", (0, 0): "SafeQ"}
 # Seed offsets that keep the clips of the three parts disjoint (clip seed = seed * 1_000_003 + offset + index).
-_CLIP_OFFSETS = {"train": 0, "eval": 400_009, "calibration": 700_001}
+_CLIP_OFFSETS = {"train": 0, "rl": 200_003, "eval": 400_009, "calibration": 700_001}
+_HELD_OUT = ("eval", "calibration")
 
 
 def _background(rng: np.random.Generator, harmful: bool) -> tuple[np.ndarray, str]:
@@ -171,14 +172,14 @@ def _kinds(part: str, video: bool) -> tuple[str, ...]:
     """Benign question kinds: held-out video rows ask about the clip (helpfulness is scored on them)."""
     if not video:
         return ("text", "howto")
-    return ("colour", "motion") if part != "train" else ("colour", "motion", "howto")
+    return ("colour", "motion") if part in _HELD_OUT else ("colour", "motion", "howto")
 
 
 def _row(out: Path, rnd: random.Random, seed: int, part: str, i: int, visual: int, textual: int, video: bool) -> _Row:
     """Write the clip (when ``video``) and compose the query, the reference answer and the CoT reasoning."""
     language, category = LANGUAGES[i % len(LANGUAGES)], CATEGORIES[(i // len(LANGUAGES)) % len(CATEGORIES)]
     kind = rnd.choice(_kinds(part, video))
-    query = _query(rnd, "train" if part == "train" else "heldout", category, language, textual, kind)
+    query = _query(rnd, "heldout" if part in _HELD_OUT else "train", category, language, textual, kind)
     media, colour, answer, keyword, moving = Media(), None, REFUSALS[language], None, False
     if video:
         rel, clip_seed = f"videos/{part}_{i:05d}.mp4", seed * 1_000_003 + _CLIP_OFFSETS[part] + i
@@ -202,17 +203,21 @@ def _row(out: Path, rnd: random.Random, seed: int, part: str, i: int, visual: in
     return _Row(rid, media, query, answer, seen + request, visual, textual, category, language, keyword)
 
 
-def _training_rows(out: Path, n: int, seed: int, safe_share: float, text_share: float) -> list[_Row]:
-    rnd = random.Random(f"train-{seed}")
+def _training_rows(
+    out: Path, n: int, seed: int, safe_share: float, text_share: float, part: str = "train"
+) -> list[_Row]:
+    """``part="train"``: the SFT / CoT rows; ``"rl"``: the GRPO prompts, other clips and other (training-frame)
+    sentences, so GRPO does not start on prompts the cold start has memorised (all rewards at their maximum)."""
+    rnd = random.Random(f"{part}-{seed}")
     harmful_share = (1.0 - safe_share) / 3.0  # HH, SH and harmful clip + benign question share the refusals
     video = _allocate(
         n, {(0, 0): safe_share, (1, 1): harmful_share, (0, 1): harmful_share, (1, 0): harmful_share}, rnd
     )
-    rows = [_row(out, rnd, seed, "train", i, v, t, True) for i, (v, t) in enumerate(video)]
+    rows = [_row(out, rnd, seed, part, i, v, t, True) for i, (v, t) in enumerate(video)]
     n_text = round(n * text_share)
     text = _allocate(n_text, {0: safe_share, 1: 1.0 - safe_share}, rnd)
-    rows += [_row(out, rnd, seed, "train", n + j, 0, t, False) for j, t in enumerate(text)]
-    random.Random(f"order-{seed}").shuffle(rows)
+    rows += [_row(out, rnd, seed, part, n + j, 0, t, False) for j, t in enumerate(text)]
+    random.Random(f"order-{part}-{seed}").shuffle(rows)
     return rows
 
 
@@ -262,8 +267,8 @@ def make_synthetic_dataset(
 ) -> dict[str, Path]:
     """Write the synthetic benchmark to ``out_dir`` and return the paths by name.
 
-    Training: ``n`` clips plus ``round(n * text_share)`` text-only rows, written three ways (``sft``, ``cot``,
-    ``grpo``); a share ``safe_share`` of them has a helpful reference, the rest a refusal (split evenly over HH, SH
+    Training: ``n`` clips plus ``round(n * text_share)`` text-only rows, written as ``sft`` and ``cot``, and as
+    many GRPO prompts (``grpo``) with clips and sentences of their own (same frames and words); a share ``safe_share`` of them has a helpful reference, the rest a refusal (split evenly over HH, SH
     and harmful clip + benign question). Held out: ``eval`` and ``calibration``, each ``n_eval`` clips per VSE split
     (HH, SH, SafeQ) plus ``n_eval // 2`` text-only SafeQ rows; eval rows carry ``reference`` and
     ``reference_keyword`` (the colour or motion word a helpful answer names). Languages cycle row by row and
@@ -277,10 +282,13 @@ def make_synthetic_dataset(
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     records = [_training_records(row) for row in _training_rows(out, n, seed, safe_share, text_share)]
+    rl = [_training_records(row)[2] for row in _training_rows(out, n, seed, safe_share, text_share, "rl")]
     paths = {"videos": out / "videos"}
-    for k, name in enumerate(("sft", "cot", "grpo")):
+    for k, name in enumerate(("sft", "cot")):
         paths[name] = out / f"{name}.jsonl"
         _write_jsonl(paths[name], [r[k] for r in records])
+    paths["grpo"] = out / "grpo.jsonl"
+    _write_jsonl(paths["grpo"], rl)
     for part in ("eval", "calibration"):
         paths[part] = out / f"{part}.jsonl"
         _write_jsonl(paths[part], [_eval_record(r) for r in _heldout_rows(out, part, n_eval, seed)])
