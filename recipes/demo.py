@@ -59,9 +59,9 @@ def save_demo_model(path: Path, family: str, width: int, layers: int, seed: int)
     """A tiny random base model ``width`` wide with ``layers`` decoder layers (16-dim heads), saved with its
     processor; the demo's model is wider than the test fixtures' 64 x 2."""
     import torch
-    import transformers
+    from transformers import AutoModelForImageTextToText
 
-    from videosafety_r1.testing import _check_family, tiny_config, tiny_processor
+    from videosafety_r1.testing import tiny_config, tiny_processor
 
     processor = tiny_processor(family)
     config = tiny_config(family, processor.tokenizer)
@@ -73,7 +73,7 @@ def save_demo_model(path: Path, family: str, width: int, layers: int, seed: int)
     config.vision_config.out_hidden_size = width
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = getattr(transformers, _check_family(family).model_cls)(config)
+        model = AutoModelForImageTextToText.from_config(config)
     model.generation_config.pad_token_id = text.pad_token_id
     model.generation_config.eos_token_id = text.eos_token_id
     model.save_pretrained(path)
@@ -193,48 +193,64 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"[demo] seed {seed}: data in {out / 'data'} (held-out eval.jsonl, calibration.jsonl), base in {out / 'base'}"
     )
-    checkpoints = {"base": out / "base"}
-    previous = out / "base"
+    checkpoints = train_stages(args, out, data)
+    stages = {
+        stage: score_stage(stage, checkpoint, out, data, seed)
+        for stage, checkpoint in checkpoints.items()
+        if stage in args.eval_stages and checkpoint.is_dir()
+    }
+    summary = write_summary(out, seed, data, stages)
+    print(stage_table(stages))
+    print(f"[demo] finished in {time.time() - start:.0f} s; {out / 'summary.json'}, {out / 'dsr_vs_frr.png'}")
+    return summary
+
+
+def train_stages(args: argparse.Namespace, out: Path, data: dict) -> dict[str, Path]:
+    """Run alarm init, ATC, CoT and GRPO in order (each from the previous ``final``); returns the checkpoints."""
+    checkpoints, previous = {"base": out / "base"}, out / "base"
     todo = STAGES[STAGES.index(args.from_stage or "atc") : STAGES.index(args.until) + 1]
     for stage in ("alarm_init", "atc", "cot", "grpo"):
         final = out / stage / "final"
         if stage in todo or (stage == "alarm_init" and "atc" in todo):
             t = time.time()
-            common = _overrides(model=previous, data_root=out / "data", output_dir=out / stage, seed=seed)
-            common += [a for name, extra in args.stage_args if name == stage for a in extra.split()]
+            argv = _overrides(model=previous, data_root=out / "data", output_dir=out / stage, seed=args.seed)
+            argv += [a for name, extra in args.stage_args if name == stage for a in extra.split()]
             if stage == "grpo":
-                extra = _overrides(reward_funcs=args.rewards) if args.rewards else []
-                _recipe("grpo.py")(
-                    ["--config", str(CONFIGS / "grpo.yaml"), *common, *_overrides(train_file=data["grpo"]), *extra]
+                argv += _overrides(train_file=data["grpo"]) + (
+                    _overrides(reward_funcs=args.rewards) if args.rewards else []
                 )
+                _recipe("grpo.py")(["--config", str(CONFIGS / "grpo.yaml"), *argv])
             else:
-                train = data["cot" if stage == "cot" else "sft"]
-                _recipe("at_sft.py")(
-                    ["--config", str(CONFIGS / f"{stage}.yaml"), *common, *_overrides(train_file=train)]
-                )
+                argv += _overrides(train_file=data["cot" if stage == "cot" else "sft"])
+                _recipe("at_sft.py")(["--config", str(CONFIGS / f"{stage}.yaml"), *argv])
             print(f"[demo] {stage} trained in {time.time() - t:.0f} s -> {final}")
         previous = final
         if stage != "alarm_init":
             checkpoints[stage] = final
-    stages: dict[str, dict] = {}
-    for stage, checkpoint in checkpoints.items():
-        if stage not in args.eval_stages or not checkpoint.is_dir():
-            continue
-        t = time.time()
-        row = evaluate_stage(stage, checkpoint, out, data, seed)
-        heads = score_heads(checkpoint, data) if stage != "base" else {}
-        row.update({k: heads.get(k) for k, _ in COLUMNS if "head" in k})
-        stages[stage] = {k: _clean(row[k]) for k, _ in COLUMNS}
-        if heads:
-            print(
-                f"[demo] {stage} heads on held-out eval (calibrated, threshold 0.5): visual accuracy "
-                f"{heads['visual_head_accuracy']:.3f}, textual accuracy {heads['textual_head_accuracy']:.3f}"
-            )
-        print(f"[demo] {stage} evaluated in {time.time() - t:.0f} s")
+    return checkpoints
+
+
+def score_stage(stage: str, checkpoint: Path, out: Path, data: dict, seed: int) -> dict:
+    """The stage's row of the table: responses (:func:`evaluate_stage`) and heads (:func:`score_heads`)."""
+    t = time.time()
+    row = evaluate_stage(stage, checkpoint, out, data, seed)
+    heads = score_heads(checkpoint, data) if stage != "base" else {}
+    row.update({k: heads.get(k) for k, _ in COLUMNS if "head" in k})
+    if heads:
+        print(
+            f"[demo] {stage} heads on held-out eval (calibrated, threshold 0.5): visual accuracy "
+            f"{heads['visual_head_accuracy']:.3f}, textual accuracy {heads['textual_head_accuracy']:.3f}"
+        )
+    print(f"[demo] {stage} evaluated in {time.time() - t:.0f} s")
+    return {k: _clean(row[k]) for k, _ in COLUMNS}
+
+
+def write_summary(out: Path, seed: int, data: dict, stages: dict) -> dict:
+    """DIR/summary.json (docs/demo.md has the contract) and DIR/dsr_vs_frr.png, one labelled point per stage."""
     from videosafety_r1.evaluation.plots import plot_dsr_vs_frr
 
     points = [{"label": s, "dsr": r["dsr_hh"], "frr": r["frr"]} for s, r in stages.items()]
-    plot_dsr_vs_frr(points, out / "dsr_vs_frr.png", split="HH")
+    plot_dsr_vs_frr([p for p in points if None not in (p["dsr"], p["frr"])], out / "dsr_vs_frr.png", split="HH")
     eval_rows = [json.loads(line) for line in data["eval"].read_text().splitlines()]
     summary = {
         "seed": seed,
@@ -245,8 +261,6 @@ def main(argv: list[str] | None = None) -> dict:
         "stages": stages,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(stage_table(stages))
-    print(f"[demo] finished in {time.time() - start:.0f} s; {out / 'summary.json'}, {out / 'dsr_vs_frr.png'}")
     return summary
 
 
