@@ -101,3 +101,13 @@ def test_cli_predict_harm_writes_one_line_per_row(calibrated, tmp_path):
         assert line["calibrated"] is True and 0 < line["visual_prob"] < 1
         assert line["visual_harmful"] == (line["visual_prob"] >= 0.5)
     assert main(["predict-harm", "--model", str(tmp_path / "none"), "--data", str(out), "--out", str(out)]) == 2
+
+
+def test_export_carries_the_calibration(calibrated, tmp_path):
+    from videosafety_r1.alarm import export_plain_checkpoint
+
+    root, _, _, cal, _ = calibrated
+    loaded, proc = load_pretrained(root / "ckpt")
+    export_plain_checkpoint(loaded, proc, tmp_path / "export")
+    assert load_calibration(tmp_path / "export") == cal
+    assert load_pretrained(tmp_path / "export")[0].alarm_calibration == cal

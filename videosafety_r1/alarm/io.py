@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..zero3 import any_partitioned, full_shape, gathered
-from .calibration import CALIBRATION_FILE, apply_calibration, load_calibration
+from .calibration import CALIBRATION_FILE, apply_calibration, load_calibration, save_calibration
 from .model import FORMAT_VERSION, AlarmVideoLLM, add_alarm_tokens
 from .tokens import AlarmConfig, alarm_chat_template, insert_alarm_tokens
 
@@ -257,6 +257,8 @@ def export_plain_checkpoint(model: AlarmVideoLLM, processor: Any, out_dir: str |
     heads = {k: v for k, v in model.alarm_state_dict().items() if not k.startswith("alarm_embedding")}
     if heads:
         save_file(heads, str(out / ALARM_HEADS_FILE), metadata={"format": "pt"})
+    if getattr(model, "alarm_calibration", None):  # the heads' Platt scaling travels with them
+        save_calibration(out, model.alarm_calibration)
     _write_json(out / ALARM_CONFIG_FILE, _meta(model, exported=True, lora=False))
     exported = copy.deepcopy(processor)
     template = alarm_chat_template(processor.chat_template, model.alarm_config)
