@@ -1,15 +1,19 @@
-"""The built-in CPU demo: tiny model + synthetic data through every stage of the method.
+"""The built-in CPU demo: a tiny model through every stage of the method, each stage scored on held-out data.
 
 Launch:
-    python recipes/demo.py --out demo_out
+    python recipes/demo.py --out demo_out --seed 0
 
-Steps: synthetic data (training seed 0, held-out seed 1) and a tiny random Qwen2.5-VL checkpoint, then AT-SFT
-alarm init -> ATC -> CoT cold start (recipes/at_sft.py), Safety-GRPO (recipes/grpo.py), and an evaluation of the
-final checkpoint on the synthetic HH / SH / SafeQ split (recipes/evaluate.py), all with recipes/configs/demo/*.yaml.
-Prints where checkpoints, metrics and plots are.
+Steps: the synthetic benchmark (videosafety_r1.data.synthetic; the seed changes it) and a tiny random Qwen2.5-VL
+(128 wide, 2 decoder layers; the seed changes its init), then AT-SFT alarm init -> ATC -> CoT cold start (recipes/at_sft.py) and Safety-GRPO
+(recipes/grpo.py) with recipes/configs/demo/*.yaml plus command-line overrides (paths, seed). The base model and
+the ATC, CoT and GRPO checkpoints are evaluated on the held-out split (recipes/configs/demo/evaluate.yaml: clips
+and sentence frames never seen in training); the heads are Platt-calibrated on the separate calibration split.
+Prints one table of every stage side by side, writes DIR/summary.json and DIR/dsr_vs_frr.png (docs/demo.md).
 """
 
 import argparse
+import json
+import math
 import os
 import sys
 import time
@@ -17,28 +21,162 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE / "configs" / "demo"
+STAGES = ("base", "atc", "cot", "grpo")
+# Every config key the demo sets, in one place (renamed upstream -> rename here only).
+KEYS = {
+    "model": "model_name_or_path",
+    "train_file": "train_file",
+    "data_root": "data_root",
+    "output_dir": "output_dir",
+    "seed": "seed",
+    "reward_funcs": "reward_funcs",
+    "eval_file": "eval_file",
+    "prompt_format": "prompt_format",
+}
+COLUMNS = [
+    ("dsr_hh", "DSR-HH"), ("dsr_sh", "DSR-SH"), ("frr", "FRR"), ("text_dsr_hh", "tDSR-HH"), ("text_frr", "tFRR"),
+    ("video_drop", "vdrop"), ("vid_type_acc", "vidT"), ("text_type_acc", "txtT"), ("format_rate", "fmt"),
+    ("safeq_helpful", "help"), ("visual_head_auroc", "vAUC"), ("textual_head_auroc", "tAUC"),
+    ("visual_head_ece", "vECE"), ("textual_head_ece", "tECE"), ("visual_head_ece_uncalibrated", "vECE0"),
+    ("textual_head_ece_uncalibrated", "tECE0"),
+]  # fmt: skip
 
 
-def _run_recipe(script: str, config: str, out: Path, extra: list[str]) -> dict:
-    """Run a sibling recipe's main() in this process, with demo_out/ paths pointed at `out`."""
+def _overrides(**values: object) -> list[str]:
+    out: list[str] = []
+    for name, value in values.items():
+        out += [f"--{KEYS[name]}", *(map(str, value) if isinstance(value, (list, tuple)) else [str(value)])]
+    return out
+
+
+def _recipe(script: str) -> object:
     import runpy
 
-    namespace = runpy.run_path(str(HERE / script), run_name="demo_step")
-    text = (CONFIGS / config).read_text().replace("demo_out/", f"{out.as_posix()}/")
-    patched = out / "configs" / config
-    patched.parent.mkdir(parents=True, exist_ok=True)
-    patched.write_text(text)
-    return namespace["main"](["--config", str(patched), *extra])
+    return runpy.run_path(str(HERE / script), run_name="demo_step")["main"]
 
 
-def main(argv: list[str] | None = None) -> None:
+def save_demo_model(path: Path, family: str, width: int, layers: int, seed: int) -> Path:
+    """A tiny random base model ``width`` wide with ``layers`` decoder layers (16-dim heads), saved with its
+    processor; the demo's model is wider than the test fixtures' 64 x 2."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from videosafety_r1.testing import tiny_config, tiny_processor
+
+    processor = tiny_processor(family)
+    config = tiny_config(family, processor.tokenizer)
+    text = config.text_config
+    text.hidden_size, text.intermediate_size, text.num_hidden_layers = width, 2 * width, layers
+    text.num_attention_heads, text.num_key_value_heads = width // 16, max(1, width // 32)
+    if hasattr(text, "layer_types"):
+        text.layer_types = text.layer_types[:1] * layers
+    config.vision_config.out_hidden_size = width
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForImageTextToText.from_config(config)
+    model.generation_config.pad_token_id = text.pad_token_id
+    model.generation_config.eos_token_id = text.eos_token_id
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+def evaluate_stage(stage: str, checkpoint: Path, out: Path, data: dict, seed: int) -> dict:
+    """Generate and judge on the held-out split; base and ATC get the bare question, CoT and GRPO the reasoning
+    prompt they trained with. Returns the stage's row (head columns filled by :func:`score_heads`)."""
+    from videosafety_r1.config import load_config
+    from videosafety_r1.evaluation import EvalConfig, format_rate, run_evaluation, safeq_helpfulness, tag_accuracy
+    from videosafety_r1.evaluation.report import read_samples
+
+    fmt = "reasoning" if stage in ("cot", "grpo") else "query"
+    overrides = _overrides(model=checkpoint, eval_file=data["eval"], data_root=data["videos"].parent, seed=seed)
+    overrides += _overrides(prompt_format=fmt, output_dir=out / "eval" / stage)
+    results = run_evaluation(load_config(EvalConfig, CONFIGS / "evaluate.yaml", overrides))
+    metrics, samples = results["metrics"], list(read_samples(out / "eval" / stage / "samples.jsonl"))
+    keywords = {r["id"]: r.get("reference_keyword") for r in map(json.loads, data["eval"].read_text().splitlines())}
+    video, text = metrics["splits"], metrics.get("text_only") or {}
+    return {
+        "dsr_hh": video["HH"]["dsr"],
+        "dsr_sh": video["SH"]["dsr"],
+        "frr": video["SafeQ"]["frr"],
+        "text_dsr_hh": text.get("HH", {}).get("dsr"),
+        "text_frr": text.get("SafeQ", {}).get("frr"),
+        "video_drop": (metrics.get("video_drop") or {}).get("HH", {}).get("relative"),
+        "vid_type_acc": tag_accuracy(samples, "vid_type"),
+        "text_type_acc": tag_accuracy(samples, "text_type"),
+        "format_rate": format_rate(samples),
+        "safeq_helpful": safeq_helpfulness(samples, keywords),
+    }
+
+
+def score_heads(checkpoint: Path, data: dict) -> dict:
+    """Head AUROC and ECE (10 bins) on the eval rows, before and after Platt scaling fitted on the calibration rows;
+    the fit is saved as alarm_calibration.json in the checkpoint and its export."""
+    import numpy as np
+
+    from videosafety_r1.alarm import apply_calibration, calibrate_alarm_heads, load_pretrained, save_calibration
+    from videosafety_r1.alarm.calibration import harm_logits, record_inputs
+    from videosafety_r1.data import load_dataset_checked
+    from videosafety_r1.evaluation import auroc, expected_calibration_error
+
+    model, processor = load_pretrained(checkpoint)
+    model.eval()
+    root, io = data["videos"].parent, {"fps": 4.0, "max_frames": 8}
+    calibration_rows, _ = load_dataset_checked(data["calibration"], root, kind="eval")
+    calibration = calibrate_alarm_heads(model, processor, calibration_rows, data_root=root, **io)
+    for folder in (checkpoint, checkpoint.parent / "export" / "alarm"):  # the export keeps it beside the heads
+        if folder.is_dir():
+            save_calibration(folder, calibration)
+    rows, _ = load_dataset_checked(data["eval"], root, kind="eval")
+    logits = harm_logits(model, processor, *record_inputs(rows, root), **io)
+    raw, calibrated = apply_calibration(logits, None), apply_calibration(logits, calibration)
+    out = {}
+    for head in ("visual", "textual"):
+        labels = np.array([getattr(r.labels, head) for r in rows])
+        out[f"{head}_head_auroc"] = auroc(labels, raw[head].numpy())
+        out[f"{head}_head_ece"] = expected_calibration_error(labels, calibrated[head].numpy(), n_bins=10)
+        out[f"{head}_head_ece_uncalibrated"] = expected_calibration_error(labels, raw[head].numpy(), n_bins=10)
+        out[f"{head}_head_accuracy"] = float(np.mean((calibrated[head].numpy() >= 0.5) == labels))
+    return out
+
+
+def _cell(value: object) -> str:
+    return "   -" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+
+
+def stage_table(stages: dict) -> str:
+    """The stages side by side, one row each (columns: docs/demo.md)."""
+    lines = ["stage  " + " ".join(f"{h:>7}" for _, h in COLUMNS)]
+    lines += [f"{s:<6} " + " ".join(f"{_cell(row.get(k)):>7}" for k, _ in COLUMNS) for s, row in stages.items()]
+    return "\n".join(lines)
+
+
+def _clean(value: object) -> object:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="demo_out", help="folder for data, checkpoints and metrics")
-    parser.add_argument("--n", type=int, default=96, help="synthetic training clips")
+    parser.add_argument("--out", default="demo_out", help="folder for data, checkpoints, metrics and plots")
+    parser.add_argument("--seed", type=int, default=0, help="changes the data, the model init and training")
+    parser.add_argument("--n", type=int, default=192, help="synthetic training clips (plus a quarter text-only rows)")
+    parser.add_argument("--n-eval", type=int, default=40, help="held-out clips per eval split (HH, SH, SafeQ)")
+    parser.add_argument("--safe-share", type=float, default=0.5, help="share of training rows with a helpful answer")
+    parser.add_argument("--width", type=int, default=128, help="hidden size of the tiny model")
+    parser.add_argument("--layers", type=int, default=2, help="decoder layers of the tiny model")
     parser.add_argument("--family", default="qwen2_5_vl", help="tiny model family")
-    parser.add_argument("--stages", default="alarm_init,atc,cot", help="comma-separated AT-SFT stages to run")
-    parser.add_argument("--skip-grpo", action="store_true", help="stop after AT-SFT")
-    parser.add_argument("--skip-eval", action="store_true", help="do not evaluate the final checkpoint")
+    parser.add_argument("--rewards", nargs="+", default=None, help="GRPO reward_funcs (default: grpo.yaml's)")
+    parser.add_argument(
+        "--stage-args",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("STAGE", "ARGS"),
+        help='extra overrides for one stage, e.g. --stage-args cot "--num_train_epochs 20" (repeatable)',
+    )
+    parser.add_argument("--eval-stages", nargs="+", default=list(STAGES), choices=STAGES, help="stages to evaluate")
+    parser.add_argument("--until", choices=("atc", "cot", "grpo"), default="grpo", help="last stage to train")
+    parser.add_argument("--from-stage", choices=("atc", "cot", "grpo"), help="reuse earlier stages already in --out")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -47,31 +185,83 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from videosafety_r1.data import make_synthetic_dataset
-    from videosafety_r1.testing import save_tiny_video_llm
 
-    out = Path(args.out)
-    start = time.time()
-    make_synthetic_dataset(out / "data", n=args.n, seed=0)
-    make_synthetic_dataset(out / "heldout", n=64, seed=1)
-    save_tiny_video_llm(out / "base", args.family, seed=0)
-    print(f"[demo] data in {out / 'data'}, held-out in {out / 'heldout'}, tiny base model in {out / 'base'}")
-    for stage in args.stages.split(","):
-        t = time.time()
-        _run_recipe("at_sft.py", f"{stage}.yaml", out, [])
-        print(f"[demo] AT-SFT {stage} done in {time.time() - t:.0f} s -> {out / stage / 'final'}")
-    last = out / args.stages.split(",")[-1] / "final"
-    if not args.skip_grpo:
-        t = time.time()
-        _run_recipe("grpo.py", "grpo.yaml", out, ["--model_name_or_path", str(last)])
-        last = out / "grpo" / "final"
+    out, seed, start = Path(args.out), args.seed, time.time()
+    data = make_synthetic_dataset(out / "data", n=args.n, seed=seed, n_eval=args.n_eval, safe_share=args.safe_share)
+    if not args.from_stage:
+        save_demo_model(out / "base", args.family, args.width, args.layers, seed)
+    print(
+        f"[demo] seed {seed}: data in {out / 'data'} (held-out eval.jsonl, calibration.jsonl), base in {out / 'base'}"
+    )
+    checkpoints = train_stages(args, out, data)
+    stages = {
+        stage: score_stage(stage, checkpoint, out, data, seed)
+        for stage, checkpoint in checkpoints.items()
+        if stage in args.eval_stages and checkpoint.is_dir()
+    }
+    summary = write_summary(out, seed, data, stages)
+    print(stage_table(stages))
+    print(f"[demo] finished in {time.time() - start:.0f} s; {out / 'summary.json'}, {out / 'dsr_vs_frr.png'}")
+    return summary
+
+
+def train_stages(args: argparse.Namespace, out: Path, data: dict) -> dict[str, Path]:
+    """Run alarm init, ATC, CoT and GRPO in order (each from the previous ``final``); returns the checkpoints."""
+    checkpoints, previous = {"base": out / "base"}, out / "base"
+    todo = STAGES[STAGES.index(args.from_stage or "atc") : STAGES.index(args.until) + 1]
+    for stage in ("alarm_init", "atc", "cot", "grpo"):
+        final = out / stage / "final"
+        if stage in todo or (stage == "alarm_init" and "atc" in todo):
+            t = time.time()
+            argv = _overrides(model=previous, data_root=out / "data", output_dir=out / stage, seed=args.seed)
+            argv += [a for name, extra in args.stage_args if name == stage for a in extra.split()]
+            if stage == "grpo":
+                argv += _overrides(train_file=data["grpo"]) + (
+                    _overrides(reward_funcs=args.rewards) if args.rewards else []
+                )
+                _recipe("grpo.py")(["--config", str(CONFIGS / "grpo.yaml"), *argv])
+            else:
+                argv += _overrides(train_file=data["cot" if stage == "cot" else "sft"])
+                _recipe("at_sft.py")(["--config", str(CONFIGS / f"{stage}.yaml"), *argv])
+            print(f"[demo] {stage} trained in {time.time() - t:.0f} s -> {final}")
+        previous = final
+        if stage != "alarm_init":
+            checkpoints[stage] = final
+    return checkpoints
+
+
+def score_stage(stage: str, checkpoint: Path, out: Path, data: dict, seed: int) -> dict:
+    """The stage's row of the table: responses (:func:`evaluate_stage`) and heads (:func:`score_heads`)."""
+    t = time.time()
+    row = evaluate_stage(stage, checkpoint, out, data, seed)
+    heads = score_heads(checkpoint, data) if stage != "base" else {}
+    row.update({k: heads.get(k) for k, _ in COLUMNS if "head" in k})
+    if heads:
         print(
-            f"[demo] Safety-GRPO done in {time.time() - t:.0f} s -> {last} (curve: {out / 'grpo' / 'reward_curve.png'})"
+            f"[demo] {stage} heads on held-out eval (calibrated, threshold 0.5): visual accuracy "
+            f"{heads['visual_head_accuracy']:.3f}, textual accuracy {heads['textual_head_accuracy']:.3f}"
         )
-    if not args.skip_eval:
-        t = time.time()
-        _run_recipe("evaluate.py", "evaluate.yaml", out, ["--model_name_or_path", str(last)])
-        print(f"[demo] evaluation done in {time.time() - t:.0f} s -> {out / 'eval' / 'results.json'}")
-    print(f"[demo] finished in {time.time() - start:.0f} s; checkpoints under {out}/<stage>/final")
+    print(f"[demo] {stage} evaluated in {time.time() - t:.0f} s")
+    return {k: _clean(row[k]) for k, _ in COLUMNS}
+
+
+def write_summary(out: Path, seed: int, data: dict, stages: dict) -> dict:
+    """DIR/summary.json (docs/demo.md has the contract) and DIR/dsr_vs_frr.png, one labelled point per stage."""
+    from videosafety_r1.evaluation.plots import plot_dsr_vs_frr
+
+    points = [{"label": s, "dsr": r["dsr_hh"], "frr": r["frr"]} for s, r in stages.items()]
+    plot_dsr_vs_frr([p for p in points if None not in (p["dsr"], p["frr"])], out / "dsr_vs_frr.png", split="HH")
+    eval_rows = [json.loads(line) for line in data["eval"].read_text().splitlines()]
+    summary = {
+        "seed": seed,
+        "train_files": {k: data[k].relative_to(out).as_posix() for k in ("sft", "cot", "grpo")},
+        "eval_file": data["eval"].relative_to(out).as_posix(),
+        "calibration_file": data["calibration"].relative_to(out).as_posix(),
+        "n_eval": {s: sum(r["split"] == s for r in eval_rows) for s in ("HH", "SH", "SafeQ")},
+        "stages": stages,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 if __name__ == "__main__":

@@ -10,13 +10,14 @@ from videosafety_r1.cli import main
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "syn"
-    assert main(["make-synthetic", str(out), "--n", "8", "--seed", "1"]) == 0
+    assert main(["make-synthetic", str(out), "--n", "8", "--seed", "1", "--n-eval", "2"]) == 0
     return out
 
 
 def test_make_synthetic_writes_files(synthetic):
-    assert {p.name for p in synthetic.iterdir()} == {"videos", "sft.jsonl", "cot.jsonl", "grpo.jsonl", "eval.jsonl"}
-    assert len(list((synthetic / "videos").glob("*.mp4"))) == 8
+    names = {"videos", "sft.jsonl", "cot.jsonl", "grpo.jsonl", "eval.jsonl", "calibration.jsonl"}
+    assert {p.name for p in synthetic.iterdir()} == names
+    assert len(list((synthetic / "videos").glob("train_*.mp4"))) == 8
 
 
 def test_validate_clean_exits_0(synthetic, capsys):
@@ -32,7 +33,11 @@ def test_validate_problems_exit_1(synthetic, tmp_path, capsys):
     bad.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n{oops\n", encoding="utf-8")
     assert main(["validate-data", str(bad), "--data-root", str(synthetic)]) == 1
     out = capsys.readouterr().out
-    assert f"{bad}:2: safety_labels.visual:" in out and f"{bad}:9: <json>:" in out and "FAILED: 2 problems" in out
+    assert (
+        f"{bad}:2: safety_labels.visual:" in out
+        and f"{bad}:{len(rows) + 1}: <json>:" in out
+        and "FAILED: 2 problems" in out
+    )
 
 
 @pytest.mark.parametrize(

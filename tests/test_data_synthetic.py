@@ -9,7 +9,9 @@ import pytest
 from videosafety_r1.data import extract_tag, load_dataset_checked, load_video, validate_file, write_synthetic_video
 from videosafety_r1.data.collate import grpo_prompt_text
 from videosafety_r1.data.schema import COT_RE
-from videosafety_r1.data.synthetic import LANGUAGES, OBJECTS, REFUSALS, TEMPLATES, make_synthetic_dataset
+from videosafety_r1.data.synthetic import make_synthetic_dataset
+from videosafety_r1.data.synthetic_text import CATEGORIES, COLOUR_WORDS, HARM_WORDS, LANGUAGES, MOTION_WORDS, REFUSALS
+from videosafety_r1.refusal import is_refusal
 
 N = 64
 
@@ -29,17 +31,17 @@ def rows(path):
 def test_fast_and_complete(dataset):
     paths, elapsed = dataset
     assert elapsed < 10
-    assert len(list(paths["videos"].glob("*.mp4"))) == N
-    assert all(len(rows(paths[k])) == N for k in ("sft", "cot", "grpo"))
+    assert len(list(paths["videos"].glob("train_*.mp4"))) == N
+    assert all(len(rows(paths[k])) == N + N // 4 for k in ("sft", "cot", "grpo"))  # plus text-only rows
 
 
 def test_same_seed_is_identical(dataset, tmp_path):
     paths, _ = dataset
     again = make_synthetic_dataset(tmp_path / "b", 8, seed=5)
     first8 = make_synthetic_dataset(tmp_path / "c", 8, seed=5)
-    for key in ("sft", "cot", "grpo", "eval"):
+    for key in ("sft", "cot", "grpo", "eval", "calibration"):
         assert again[key].read_bytes() == first8[key].read_bytes()
-    for name in (f"clip_{i:05d}.mp4" for i in range(8)):
+    for name in (f"train_{i:05d}.mp4" for i in range(8)):
         a, _ = load_video(again["videos"] / name, fps=None)
         b, _ = load_video(first8["videos"] / name, fps=None)
         assert np.array_equal(a, b)
@@ -50,11 +52,12 @@ def test_same_seed_is_identical(dataset, tmp_path):
 def test_mean_colour_separates_visual_labels(dataset):
     paths, _ = dataset
     correct = 0
-    for row in rows(paths["sft"]):
+    video = [row for row in rows(paths["sft"]) if row["media"]]
+    for row in video:
         frames, _ = load_video(paths["videos"].parent / row["media"]["path"], fps=None)
         r, g, b = frames.reshape(-1, 3).mean(axis=0)
         correct += int(r > max(g, b)) == row["safety_labels"]["visual"]
-    assert correct / N >= 0.95
+    assert correct / len(video) >= 0.95
 
 
 def test_write_synthetic_video_contract(tmp_path):
@@ -65,24 +68,92 @@ def test_write_synthetic_video_contract(tmp_path):
     assert r > max(g, b)
 
 
-def test_textual_labels_by_construction_in_every_language(dataset):
+def test_categories_languages_and_text_only_rows_in_every_file(dataset):
     paths, _ = dataset
-    assert {"en", "zh", "ar"} <= set(LANGUAGES)
-    seen = set()
-    for row in rows(paths["sft"]):
-        lang, textual = row["language"], row["safety_labels"]["textual"]
-        harmful, safe = ({t.format(obj=OBJECTS[lang]) for t in group} for group in TEMPLATES[lang])
-        query = row["conversation"][0]["content"]
-        assert query in (harmful if textual else safe)
-        assert query not in (safe if textual else harmful)
-        seen.add((lang, textual))
-    assert seen == {(lang, t) for lang in LANGUAGES for t in (0, 1)}
+    assert len(CATEGORIES) >= 6 and len(LANGUAGES) >= 5
+    for key in ("sft", "cot", "grpo"):
+        data = rows(paths[key])
+        assert {r["category"] for r in data} == set(CATEGORIES)
+        assert {r["language"] for r in data} == set(LANGUAGES)
+        assert any(r["media"] is None for r in data), key
+    evaluation = rows(paths["eval"])
+    assert any(r["media"] is None and r["split"] == "SafeQ" for r in evaluation)
+
+
+def test_harmful_queries_carry_their_categorys_training_harm_words(dataset):
+    paths, _ = dataset
+    for r in rows(paths["sft"]) + rows(paths["eval"]) + rows(paths["calibration"]):
+        query = r["conversation"][0]["content"] if "conversation" in r else r["query"]
+        labels = r.get("safety_labels") or r["labels"]
+        words = HARM_WORDS[r["category"]][r["language"]]
+        assert any(w in query for w in words) == bool(labels["textual"]), (query, labels)
+
+
+def _frame(query: str, words) -> str:
+    for w in words:
+        query = query.replace(w, "{w}")
+    return query
+
+
+def test_held_out_splits_use_new_clips_and_new_sentence_frames(dataset):
+    paths, _ = dataset
+    train = rows(paths["sft"])
+    train_frames = {_frame(r["conversation"][0]["content"], HARM_WORDS[r["category"]][r["language"]]) for r in train}
+    train_clips = {r["media"]["path"] for r in train if r["media"]}
+    clips = {}
+    for part in ("eval", "calibration"):
+        data = rows(paths[part])
+        counts = {s: sum(r["split"] == s and r["media"] is not None for r in data) for s in ("HH", "SH", "SafeQ")}
+        assert counts == {"HH": N // 4, "SH": N // 4, "SafeQ": N // 4}
+        clips[part] = {r["media"]["path"] for r in data if r["media"]}
+        for r in data:
+            assert _frame(r["query"], HARM_WORDS[r["category"]][r["language"]]) not in train_frames, r["query"]
+    assert not (clips["eval"] & train_clips) and not (clips["calibration"] & train_clips)
+    assert not clips["eval"] & clips["calibration"]
+
+
+def test_safe_video_references_name_the_clips_colour_or_motion(dataset):
+    paths, _ = dataset
+    root = paths["videos"].parent
+    for r in rows(paths["eval"]):
+        keyword = r["reference_keyword"]
+        if r["split"] != "SafeQ" or r["media"] is None:
+            assert keyword is None
+            continue
+        assert keyword in r["reference"] and not is_refusal(r["reference"], "multilingual")
+        frames, _ = load_video(root / r["media"]["path"], fps=None)
+        if keyword in {words[r["language"]] for words in MOTION_WORDS.values()}:
+            square = frames.min(axis=-1) > 200  # [T, H, W] the white square
+            centres = np.array([np.argwhere(m).mean(axis=0) for m in square])  # [T, 2]
+            moved = np.abs(centres - centres[0]).max() > 2
+            assert moved == (keyword == MOTION_WORDS["moving"][r["language"]])
+        else:
+            r_, g, b = frames.reshape(-1, 3).mean(axis=0)
+            assert keyword == COLOUR_WORDS["green" if g > b else "blue"][r["language"]]
+
+
+def test_label_policy_refuses_exactly_when_clip_or_query_is_harmful(dataset):
+    paths, _ = dataset
+    data = rows(paths["cot"])
+    assert {(r["safety_labels"]["visual"], r["safety_labels"]["textual"]) for r in data} == {
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+    }
+    helpful = 0
+    for r in data:
+        answer = extract_tag(r["conversation"][1]["content"], "answer")
+        refused = answer == REFUSALS[r["language"]]
+        assert refused == bool(r["safety_labels"]["visual"] or r["safety_labels"]["textual"])
+        helpful += not refused
+    assert abs(helpful / len(data) - 0.5) < 0.05  # balanced by default (safe_share=0.5)
 
 
 def test_files_validate_and_targets_match_labels(dataset):
     paths, _ = dataset
     root = paths["videos"].parent
-    for key, kind in (("sft", "sft"), ("cot", "cot"), ("grpo", "grpo"), ("eval", "eval")):
+    for key, kind in (("sft", "sft"), ("cot", "cot"), ("grpo", "grpo"), ("eval", "eval"), ("calibration", "eval")):
         _, report = validate_file(paths[key], root, kind=kind)
         assert report.ok, report.summary()
     for row in rows(paths["cot"]):
@@ -91,18 +162,35 @@ def test_files_validate_and_targets_match_labels(dataset):
         labels = row["safety_labels"]
         assert extract_tag(target, "vidType") == str(labels["visual"])
         assert extract_tag(target, "textType") == str(labels["textual"])
-        refused = extract_tag(target, "answer") == REFUSALS[row["language"]]
-        assert refused == bool(labels["visual"] or labels["textual"])
     splits = {(r["labels"]["visual"], r["labels"]["textual"]): r["split"] for r in rows(paths["eval"])}
     assert splits == {(1, 1): "HH", (0, 1): "SH", (0, 0): "SafeQ"}
 
 
-def test_cot_prompt_is_the_grpo_prompt(dataset):
-    """The cold start trains on the prompt GRPO samples from (question + format instructions), row for row."""
+def test_cot_prompt_is_the_grpo_prompt_and_grpo_rows_are_their_own(dataset):
+    """The cold start trains on the prompt GRPO samples from (question + format instructions); GRPO's prompts are
+    other rows (other clips), so it does not start on memorised prompts."""
+    from videosafety_r1.data.schema import GRPORecord, Media
+
     paths, _ = dataset
-    records, _ = load_dataset_checked(paths["grpo"], paths["videos"].parent)
-    grpo = {r.id: r for r in records}
     for row in rows(paths["cot"]):
         user = row["conversation"][0]["content"]
-        assert user == grpo_prompt_text(grpo[row["id"]])
-        assert user.startswith(grpo[row["id"]].problem) and "<vidType>" in user
+        query = rows_by_id(paths["sft"])[row["id"]]["conversation"][0]["content"]
+        assert user == grpo_prompt_text(GRPORecord(row["id"], Media(), query, "free-form-and-choice", "<answer/>"))
+        assert "<vidType>" in user
+    records, _ = load_dataset_checked(paths["grpo"], paths["videos"].parent)
+    assert len(records) == N + N // 4 and any(r.media.type == "none" for r in records)
+    sft_clips = {r["media"]["path"] for r in rows(paths["sft"]) if r["media"]}
+    assert not sft_clips & {r.media.path for r in records if r.media.path}
+
+
+def rows_by_id(path):
+    return {r["id"]: r for r in rows(path)}
+
+
+def test_cli_make_synthetic_writes_40_rows_per_eval_split(tmp_path):
+    from videosafety_r1.cli import main
+
+    assert main(["make-synthetic", str(tmp_path / "s"), "--n", "4"]) == 0
+    for part in ("eval", "calibration"):
+        splits = [r["split"] for r in rows(tmp_path / "s" / f"{part}.jsonl") if r["media"]]
+        assert {s: splits.count(s) for s in set(splits)} == {"HH": 40, "SH": 40, "SafeQ": 40}

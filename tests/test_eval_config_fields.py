@@ -2,6 +2,7 @@
 the fingerprint), and the generation / video / judge settings reach the calls they configure."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,9 @@ def setup(tiny_checkpoint, tmp_path_factory):
     model, processor = load_pretrained(tiny_checkpoint)
     add_alarm_tokens(model, processor).save_pretrained(root / "alarm", processor=processor)
     make_synthetic_dataset(root / "data", n=8, seed=0)
+    rows = [json.loads(line) for line in (root / "data" / "eval.jsonl").read_text().splitlines()]
+    mixed = [r for r in rows if r["split"] == "SH"][:2] + [r for r in rows if r["split"] == "SafeQ"][:2]
+    (root / "data" / "eval_mixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mixed))  # both splits
     return root
 
 
@@ -64,7 +68,7 @@ def test_every_eval_config_field_is_read_where_it_acts(setup, tmp_path, monkeypa
     READ.clear()
     first = tmp_path / "first"
     common = dict(
-        model_name_or_path=str(setup / "alarm"), eval_file=str(setup / "data" / "eval.jsonl"),
+        model_name_or_path=str(setup / "alarm"), eval_file=str(setup / "data" / "eval_mixed.jsonl"),
         data_root=str(setup / "data"), max_samples=4, max_new_tokens=4, batch_size=2, bootstrap_samples=20,
         video_fps=2.0, video_max_frames=4, temperature=0.7, top_p=0.9, seed=1, text_only_pass=True,
         prompt_format="reasoning", dtype="float32", attn_implementation="eager", on_bad_row="skip",

@@ -106,13 +106,14 @@ def test_keyword_judge_records_its_list():
 def test_multilingual_list_catches_every_synthetic_refusal_and_no_helpful_answer():
     """The synthetic data answers in five scripts: `default` (English) misses the non-English refusals, so a
     multilingual benchmark needs `multilingual`; it must still not flag a compliant answer."""
-    from videosafety_r1.data.synthetic import COLOUR_NAMES, HELPFUL, REFUSALS
+    from videosafety_r1.data.synthetic_text import COLOUR_WORDS, HELPFUL, MOTION_WORDS, REFUSALS
     from videosafety_r1.evaluation.keywords import get_keyword_list
 
     for language, refusal in REFUSALS.items():
         assert is_refusal(refusal, "multilingual"), language
         assert is_refusal(refusal, "default") == (language == "en"), language
-        for colour in ("red", "green", "blue"):
-            helpful = HELPFUL[language].format(colour=COLOUR_NAMES[language].get(colour, colour))
-            assert not is_refusal(helpful, "multilingual"), (language, helpful)
+        for word in [w[language] for w in (*COLOUR_WORDS.values(), *MOTION_WORDS.values())]:
+            for template in HELPFUL.values():
+                helpful = template[language].format(v=word, t=word)
+                assert not is_refusal(helpful, "multilingual"), (language, helpful)
     assert set(get_keyword_list("default").phrases) < set(get_keyword_list("multilingual").phrases)

@@ -18,7 +18,7 @@ from videosafety_r1.evaluation import run as run_mod
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "evaluate.py"
 DEMO_YAML = REPO / "recipes" / "configs" / "demo" / "evaluate.yaml"
-N_EVAL, N_HARMFUL = 6, 4  # make_synthetic_dataset(n=8): HH, SH, SafeQ twice each
+N_EVAL, N_HARMFUL = 7, 4  # make_synthetic_dataset(n=8): HH, SH, SafeQ twice each, one text-only SafeQ
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,8 @@ def test_run_writes_results_samples_and_plots(alarm_checkpoint, eval_data, tmp_p
         assert {"dsr", "asr", "dsr_ci"} <= set(m["splits"][split])
         assert m["splits"][split]["asr"] == pytest.approx(1 - m["splits"][split]["dsr"])
     assert "frr" in m["splits"]["SafeQ"]
-    assert set(m["text_only"]) == {"HH", "SH"} and set(m["video_drop"]) <= {"HH", "SH"}
+    # text-only copies of HH/SH rows, plus the file's own text-only SafeQ rows
+    assert set(m["text_only"]) == {"HH", "SH", "SafeQ"} and set(m["video_drop"]) <= {"HH", "SH"}
     assert set(m["alarm"]) == {"visual", "textual"} and "auroc" in m["alarm"]["visual"]
     assert m["n_format_failures"] == N_EVAL + N_HARMFUL  # a random tiny model never writes <answer>
     assert results["judge"]["name"] == "keywords-default" and len(results["judge"]["prompt_hash"]) == 64
@@ -176,7 +177,7 @@ def test_judge_sees_only_the_answer_span(alarm_checkpoint, eval_data, tmp_path, 
     results = run_evaluation(_config(alarm_checkpoint, eval_data, out, checkpoints=[str(previous)]))
     m = results["metrics"]["splits"]
     assert m["HH"]["dsr"] == 0.0 and m["SH"]["dsr"] == 1.0 and m["SafeQ"]["frr"] == 0.0
-    assert results["metrics"]["n_format_failures"] == 2
+    assert results["metrics"]["n_format_failures"] == 3  # the two video SafeQ rows and the text-only one
     samples = {s["split"]: s for s in read_samples(out / "samples.jsonl")}
     assert samples["HH"]["vid_type"] == 1 and samples["SH"]["format_ok"] and not samples["SafeQ"]["format_ok"]
     assert (out / "dsr_vs_frr.png").exists()
@@ -248,8 +249,9 @@ def test_prompt_format_matches_the_grpo_prompt(alarm_checkpoint, eval_data, tmp_
     """`reasoning` prompts a CoT/GRPO-trained model exactly as GRPO did (same user text); `query` sends the bare
     benchmark question."""
     from videosafety_r1.alarm import load_pretrained
-    from videosafety_r1.data import load_dataset_checked
     from videosafety_r1.data.collate import GRPOPromptCollator, MediaLoader
+    from videosafety_r1.data.schema import SAFETY_PROBLEM_TYPE as SAFETY
+    from videosafety_r1.data.schema import GRPORecord, Media
 
     prompts = []
     real = run_mod.build_eval_inputs
@@ -261,11 +263,13 @@ def test_prompt_format_matches_the_grpo_prompt(alarm_checkpoint, eval_data, tmp_
 
     monkeypatch.setattr(run_mod, "build_eval_inputs", spy)
     run_evaluation(_config(alarm_checkpoint, eval_data, tmp_path / "out", prompt_format=prompt_format))
-    records, _ = load_dataset_checked(eval_data / "grpo.jsonl", eval_data)
     _, processor = load_pretrained(alarm_checkpoint)
     collator = GRPOPromptCollator(processor, MediaLoader(eval_data, 2.0, 8))
-    eval_queries = {json.loads(line)["query"] for line in (eval_data / "eval.jsonl").open()}
-    grpo_prompts = {collator.prompt(r, "video") for r in records if r.problem in eval_queries}
+    eval_rows = [json.loads(line) for line in (eval_data / "eval.jsonl").open()]  # held-out: not in grpo.jsonl
+    grpo_prompts = {
+        collator.prompt(GRPORecord(r["id"], Media(), r["query"], SAFETY, "<answer>x</answer>"), r["media"] and "video")
+        for r in eval_rows
+    }
     assert len(prompts) == N_EVAL and grpo_prompts
     for prompt in prompts:
         text = prompt.replace(processor.tokenizer.pad_token, "")

@@ -92,8 +92,9 @@ def test_two_steps_train_llm_not_alarm_or_tower(data, tmp_path, family):
 def _video_pair(trainer, data):
     """Two prompt items that differ only in the video (one harmful red clip, one safe clip)."""
     _, records = data
-    rec = records[0]
-    other = next(r for r in records if r.safety_labels.visual != rec.safety_labels.visual)
+    videos = [r for r in records if r.media.type == "video"]  # the synthetic data also has text-only rows
+    rec = videos[0]
+    other = next(r for r in videos if r.safety_labels.visual != rec.safety_labels.visual)
     swapped = type(rec)(**{**rec.__dict__, "media": Media("video", other.media.path)})
     swapped.__dict__.pop("kind", None)
     return [collate_prompt(trainer.prompt_collator, r) for r in (rec, swapped)]

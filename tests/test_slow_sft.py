@@ -19,44 +19,29 @@ def test_demo_runs_all_stages_and_reports(demo):
     for stage in ("alarm_init", "atc", "cot"):
         assert (out / stage / "final" / "alarm.safetensors").exists()
         assert (out / stage / "export" / "config.json").exists()
-    assert "[demo] finished" in stdout and "before:" in stdout and "after:" in stdout
+    assert "[demo] finished" in stdout and "atc heads on held-out eval" in stdout
     print(f"demo wall time {seconds:.0f} s")
 
 
-def _balanced_accuracy(pred: torch.Tensor, label: torch.Tensor) -> float:
-    tpr = (pred[label == 1] == 1).float().mean()
-    tnr = (pred[label == 0] == 0).float().mean()
-    return float((tpr + tnr) / 2)
+def test_heads_detect_harm_on_held_out_rows(demo):
+    """After ATC, both heads separate harmful from safe on the held-out eval split (new clips, new sentences)."""
+    import numpy as np
 
-
-def test_training_learns_lm_loss_falls_and_heads_detect_harm(demo):
     from videosafety_r1.alarm import load_pretrained
+    from videosafety_r1.alarm.calibration import harm_logits, record_inputs
     from videosafety_r1.data import load_dataset_checked
-    from videosafety_r1.data.collate import MediaLoader, SFTCollator
+    from videosafety_r1.evaluation import auroc
 
-    out, stdout, _ = demo
-    before = float(re.search(r"\[at_sft:atc\] before: \{'eval_loss/lm': ([0-9.]+)", stdout).group(1))
-    after = float(re.search(r"\[at_sft:atc\] after: \{'eval_loss/lm': ([0-9.]+)", stdout).group(1))
-    assert after < before - 0.5, (before, after)
-    # held-out rows from a generator seed never used for training
+    out, _, _ = demo
     model, processor = load_pretrained(out / "atc" / "final")
-    records, _ = load_dataset_checked(out / "heldout" / "sft.jsonl", out / "heldout", kind="sft")
-    assert len(records) >= 64
-    collate = SFTCollator(processor, MediaLoader(out / "heldout", 4.0, 8), alarm_config=model.alarm_config)
-    preds = {"visual": [], "textual": []}
-    labels = {"visual": [], "textual": []}
-    with torch.no_grad():
-        for i in range(0, len(records), 16):
-            batch = collate(records[i : i + 16])
-            labels["visual"].append(batch.pop("visual_alarm_labels"))
-            labels["textual"].append(batch.pop("textual_alarm_labels"))
-            o = model(**batch)
-            preds["visual"].append((o.visual_alarm_logits > 0).long())
-            preds["textual"].append((o.textual_alarm_logits > 0).long())
+    records, _ = load_dataset_checked(out / "data" / "eval.jsonl", out / "data", kind="eval")
+    assert len(records) >= 120
+    logits = harm_logits(model, processor, *record_inputs(records, out / "data"), fps=4.0, max_frames=8)
     for head in ("visual", "textual"):
-        bacc = _balanced_accuracy(torch.cat(preds[head]), torch.cat(labels[head]))
-        print(f"{head} head balanced accuracy on {len(records)} held-out rows: {bacc:.3f}")
-        assert bacc >= 0.75, (head, bacc)
+        labels = np.array([getattr(r.labels, head) for r in records])
+        area = auroc(labels, logits[head])
+        print(f"{head} head AUROC on {len(records)} held-out rows: {area:.3f}")
+        assert area >= 0.75, (head, area)
 
 
 def _workspace(tmp_path):

@@ -1,4 +1,5 @@
-"""The ``videosafety-r1`` command: ``validate-data`` and ``make-synthetic`` (docs/data.md), ``vllm-serve`` (docs/grpo.md).
+"""The ``videosafety-r1`` command: ``validate-data``, ``make-synthetic`` (docs/data.md), ``predict-harm``
+(docs/evaluation.md), ``vllm-serve`` (docs/grpo.md).
 
 Exit codes: 0 clean, 1 problems found, 2 usage error (bad arguments, missing file or data root).
 """
@@ -51,6 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-model-len", type=int, default=None)
     serve.add_argument("--dtype", default="auto")
     serve.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--n-eval", type=int, default=40, help="held-out clips per eval split, in eval and calibration")
+    harm = sub.add_parser("predict-harm", help="alarm-head harm probabilities and decisions for every row of a file")
+    harm.add_argument("--model", required=True, metavar="DIR", help="alarm checkpoint or export (calibration applied)")
+    harm.add_argument("--data", required=True, metavar="FILE", help="JSONL of eval, SFT or GRPO rows")
+    harm.add_argument("--out", required=True, metavar="FILE", help="output JSONL, one line per row")
+    harm.add_argument("--data-root", help="folder media paths are relative to (default: the data file's folder)")
+    harm.add_argument(
+        "--fps", type=float, default=None, help="frames per second (default: the checkpoint's training value)"
+    )
+    harm.add_argument("--max-frames", type=int, default=None, help="most frames per video (default: the checkpoint's)")
+    harm.add_argument("--threshold", type=float, default=0.5, help="decision threshold on P(harmful)")
+    harm.add_argument("--batch-size", type=int, default=16)
     return parser
 
 
@@ -95,7 +108,10 @@ def _make_synthetic(args: argparse.Namespace) -> int:
     if args.n < 1:
         _write("error: --n must be at least 1")
         return EXIT_USAGE
-    paths = make_synthetic_dataset(args.out, args.n, args.seed)
+    if args.n_eval < 1:
+        _write("error: --n-eval must be at least 1")
+        return EXIT_USAGE
+    paths = make_synthetic_dataset(args.out, args.n, args.seed, n_eval=args.n_eval)
     _write("\n".join(f"{name}: {path}" for name, path in paths.items()))
     return EXIT_OK
 
@@ -120,11 +136,29 @@ def _vllm_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _predict_harm(args: argparse.Namespace) -> int:
+    from videosafety_r1.alarm.predict_cli import predict_harm_file
+
+    if not Path(args.data).is_file() or not Path(args.model).is_dir():
+        _write(f"error: not found: {args.data if not Path(args.data).is_file() else args.model}")
+        return EXIT_USAGE
+    summary = predict_harm_file(
+        args.model, args.data, args.out, args.data_root, args.fps, args.max_frames, args.threshold, args.batch_size
+    )
+    _write(summary)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``videosafety-r1`` script; returns the exit code (argparse errors exit 2)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
-    handlers = {"validate-data": _validate, "make-synthetic": _make_synthetic, "vllm-serve": _vllm_serve}
+    handlers = {
+        "validate-data": _validate,
+        "make-synthetic": _make_synthetic,
+        "predict-harm": _predict_harm,
+        "vllm-serve": _vllm_serve,
+    }
     return handlers[args.command](args)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .alarm.calibration import apply_calibration
 from .alarm.tokens import AlarmConfig
 from .inputs import build_prompt, processor_inputs, video_sampling
 from .media import LoadedMedia, video_from_input
@@ -52,7 +53,9 @@ def predict_harm(
     """Harm probabilities from the two heads for a batch: ``{"visual": [B], "textual": [B]}``.
 
     ``videos`` items are as in :func:`build_alarm_inputs`. ``fps`` / ``max_frames`` default to the video sampling
-    the checkpoint was trained with (recorded in ``alarm_config.json``), else 1.0 and 90.
+    the checkpoint was trained with (recorded in ``alarm_config.json``), else 1.0 and 90. Where the checkpoint has a
+    head calibration (``alarm_calibration.json``, :func:`~videosafety_r1.alarm.calibrate_alarm_heads`), the
+    probabilities are Platt-scaled.
     """
     if getattr(model, "visual_head", None) is None:
         raise ValueError("this model has no harm heads (AlarmConfig.use_heads=False)")
@@ -60,7 +63,5 @@ def predict_harm(
     inputs = build_alarm_inputs(processor, videos, texts, fps, max_frames, alarm_config=model.alarm_config)
     device = model.get_input_embeddings().weight.device
     out = model(**{k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()})
-    return {
-        "visual": torch.sigmoid(out.visual_alarm_logits.float()).cpu(),
-        "textual": torch.sigmoid(out.textual_alarm_logits.float()).cpu(),
-    }
+    logits = {"visual": out.visual_alarm_logits.float().cpu(), "textual": out.textual_alarm_logits.float().cpu()}
+    return apply_calibration(logits, getattr(model, "alarm_calibration", None))  # Platt scaling when fitted

@@ -7,6 +7,7 @@ input road); they are importable from here too, loaded on first use so this pack
 from importlib import import_module
 from typing import Any
 
+from .calibration import apply_calibration, calibrate_alarm_heads, load_calibration, save_calibration
 from .io import (
     export_plain_checkpoint,
     load_checkpoint_weights,
@@ -54,6 +55,10 @@ __all__ = [
     "AlarmVideoLLM",
     "add_alarm_tokens",
     "alarm_chat_template",
+    "apply_calibration",
+    "calibrate_alarm_heads",
+    "load_calibration",
+    "save_calibration",
     "build_alarm_inputs",
     "export_plain_checkpoint",
     "find_alarm_positions",

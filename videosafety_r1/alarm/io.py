@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..zero3 import any_partitioned, full_shape, gathered
+from .calibration import CALIBRATION_FILE, load_calibration, save_calibration
 from .model import FORMAT_VERSION, VOCAB_ROWS_PREFIX, AlarmVideoLLM, add_alarm_tokens
 from .tokens import AlarmConfig, alarm_chat_template, special_token_literals
 
@@ -34,6 +35,7 @@ ALARM_HEADS_FILE = "alarm_heads.safetensors"  # the earlier export layout (top l
 EXPORT_ALARM_DIR = "alarm"  # the export's subfolder: the top level holds only model files
 EXPORT_HEADS_FILE = f"{EXPORT_ALARM_DIR}/heads.safetensors"
 EXPORT_CONFIG_FILE = f"{EXPORT_ALARM_DIR}/{ALARM_CONFIG_FILE}"
+EXPORT_CALIBRATION_FILE = f"{EXPORT_ALARM_DIR}/{CALIBRATION_FILE}"
 
 
 def _meta(model: AlarmVideoLLM, exported: bool, lora: bool) -> dict[str, Any]:
@@ -224,6 +226,8 @@ def load_pretrained(
         raise ValueError(f"{path_or_id}: unexpected alarm weights {unexpected}")
     if meta.get("video_sampling"):
         model.video_sampling = _video_sampling(meta["video_sampling"])
+    calibration_path = _resolve(path_or_id, CALIBRATION_FILE) or _resolve(path_or_id, EXPORT_CALIBRATION_FILE)
+    model.alarm_calibration = load_calibration(Path(calibration_path).parent) if calibration_path else None
     return model, processor
 
 
@@ -297,6 +301,9 @@ def export_plain_checkpoint(model: AlarmVideoLLM, processor: Any, out_dir: str |
     heads = {k: v for k, v in model.alarm_state_dict().items() if not k.startswith("alarm_embedding")}
     if heads:
         save_file(heads, str(out / EXPORT_HEADS_FILE), metadata={"format": "pt"})
+    (out / CALIBRATION_FILE).unlink(missing_ok=True)
+    if getattr(model, "alarm_calibration", None):  # the heads' Platt scaling travels with them
+        save_calibration(out / EXPORT_ALARM_DIR, model.alarm_calibration)
     _write_json(out / EXPORT_CONFIG_FILE, _meta(model, exported=True, lora=False))
     exported = copy.deepcopy(processor)
     literals = special_token_literals(processor.tokenizer, model.alarm_config)

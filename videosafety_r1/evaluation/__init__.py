@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ..refusal import KEYWORD_LISTS, KeywordList, get_keyword_list, is_refusal
 from .alarm_metrics import (
     alarm_head_metrics,
     alarm_metrics_from_records,
@@ -30,7 +31,6 @@ from .judges import (
     get_prompt_template,
     parse_judge_reply,
 )
-from .keywords import KEYWORD_LISTS, KeywordList, get_keyword_list, is_refusal
 from .metrics import (
     HARMFUL_SPLITS,
     SAFE_SPLITS,
@@ -39,10 +39,13 @@ from .metrics import (
     defense_success_rate,
     dsr_drop,
     false_refusal_rate,
+    format_rate,
     group_table,
     helpfulness_mean,
     rate,
+    safeq_helpfulness,
     split_metrics,
+    tag_accuracy,
 )
 from .parsing import Tags, count_format_failures, extract_answer, extract_tags, response_for_judging
 from .report import (
@@ -111,6 +114,7 @@ __all__ = [
     "extract_answer",
     "extract_tags",
     "false_refusal_rate",
+    "format_rate",
     "format_table",
     "get_keyword_list",
     "get_prompt_template",
@@ -123,7 +127,9 @@ __all__ = [
     "read_samples",
     "response_for_judging",
     "roc_curve",
+    "safeq_helpfulness",
     "split_metrics",
+    "tag_accuracy",
     "tag_agreement",
     "write_csv",
     "write_results_json",

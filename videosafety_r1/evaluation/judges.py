@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .keywords import KeywordList, get_keyword_list
+from ..refusal import KeywordList, get_keyword_list
 
 __all__ = [
     "JudgeItem",

@@ -1,0 +1,68 @@
+"""The shared refusal matcher and the refusal_consistency reward (TRL signature, registry, paper configs)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from videosafety_r1.data.synthetic_text import HELPFUL, REFUSALS
+from videosafety_r1.rewards import REWARD_FUNCS, get_reward_func, refusal_consistency_reward
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sol(answer: str, v: int = 0, t: int = 0) -> str:
+    return f"<answer>{answer}</answer><vidType>{v}</vidType><textType>{t}</textType>"
+
+
+def test_one_matcher_for_rewards_and_evaluation():
+    import videosafety_r1.evaluation as evaluation
+    import videosafety_r1.evaluation.keywords as keywords
+    import videosafety_r1.refusal as refusal
+
+    assert evaluation.is_refusal is refusal.is_refusal is keywords.is_refusal
+    assert set(refusal.KEYWORD_LISTS) == {"default", "multilingual", "vlguard", "gcg", "jbb"}
+
+
+def test_scores_one_exactly_when_refusal_matches_reference():
+    refuse, help_ = REFUSALS["fr"], HELPFUL["colour"]["zh"].format(v="绿")
+    completions = [
+        f"<think>x</think>{sol(refuse, 1, 1)}",  # refuses, reference refuses -> 1
+        f"<think>x</think>{sol('Lo siento, no puedo.')}",  # a different refusal wording still counts -> 1
+        f"<think>x</think>{sol(help_)}",  # complies where the reference refuses -> 0
+        f"<think>x</think>{sol(refuse)}",  # refuses a safe request -> 0
+        f"<think>x</think>{sol('garbled but not a refusal')}",  # complies where the reference complies -> 1
+        "no answer tag at all",  # -> 0
+    ]
+    refs = [sol(REFUSALS["en"], 1, 1), sol(REFUSALS["es"]), sol(REFUSALS["zh"]), sol(help_), sol(help_), sol(help_)]
+    assert refusal_consistency_reward(completions, refs, "free-form-and-choice") == [1.0, 1.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def test_trl_signature_other_problem_types_and_logging():
+    logged = {}
+    out = refusal_consistency_reward(
+        prompts=["p", "p"],
+        completions=[[{"role": "assistant", "content": sol("I'm sorry, I can't.")}], sol("4")],
+        completion_ids=[[1], [2]],
+        solution=[sol("I cannot help with that."), "<answer>4</answer>"],
+        problem_type=["free-form-and-choice", "numerical"],
+        trainer_state=None,
+        log_metric=lambda name, value: logged.setdefault(name, value),
+    )
+    assert out == [1.0, None]
+    assert logged == {"safety/refusal_consistency": 1.0}
+
+
+def test_registered_and_bindable():
+    assert REWARD_FUNCS["refusal_consistency"] is refusal_consistency_reward
+    bound = get_reward_func("refusal_consistency", refusal_keywords="default")
+    assert bound.__name__ == "refusal_consistency_reward"
+    assert bound([sol("Lo siento, no puedo.")], [sol("I'm sorry")]) == [0.0]  # English-only list misses Spanish
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "recipes" / "configs").glob("*/grpo.yaml")), ids=lambda p: p.parent.name
+)
+def test_off_in_paper_configs_on_in_demo(path):
+    funcs = yaml.safe_load(path.read_text())["reward_funcs"]
+    assert ("refusal_consistency" in funcs) == (path.parent.name == "demo")

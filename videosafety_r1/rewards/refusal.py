@@ -1,0 +1,46 @@
+"""``refusal_consistency``: a reward the paper lacks, for the decision to refuse itself.
+
+The published accuracy reward scores the answer by ROUGE with weight alpha in [0.1, 0.5], so once the labels are
+right the answer is worth at most 0.1 of 3.1 and a policy that always refuses loses almost nothing when most
+references are refusals. This term pays 1 when the completion's ``<answer>`` refuses exactly when the reference's
+does, whatever the wording, so over-refusal and under-refusal cost the same full point. It is off in the published
+paper configs; docs/rewards.md has the measured effect on the demo.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..refusal import KeywordList, get_keyword_list
+from .safety import _log
+from .tags import SAFETY, broadcast, parse_batch
+
+
+def refusal_consistency_reward(
+    completions: list[Any],
+    solution: list[str],
+    problem_type: list[str] | str | None = None,
+    *,
+    refusal_keywords: str | list[str] | KeywordList = "multilingual",
+    **kwargs: Any,
+) -> list[float | None]:
+    """1.0 when the completion's ``<answer>`` is a refusal exactly when the reference ``<answer>`` is, else 0.0.
+
+    Refusal is :func:`videosafety_r1.refusal.is_refusal` under ``refusal_keywords`` (the evaluation's matcher). A
+    completion without an ``<answer>`` span scores 0. Rows whose ``problem_type`` is given and is not the safety type
+    get None (TRL leaves them out of this term); with no ``problem_type`` every row is scored.
+    """
+    n = len(completions)
+    matcher = get_keyword_list(refusal_keywords)
+    types = broadcast(problem_type, n, "problem_type") if problem_type is not None else [SAFETY] * n
+    outs, refs = parse_batch(completions), parse_batch(broadcast(solution, n, "solution"))
+    rewards: list[float | None] = []
+    for ptype, out, ref in zip(types, outs, refs):
+        if ptype != SAFETY:
+            rewards.append(None)
+        elif not out.has_answer:
+            rewards.append(0.0)
+        else:
+            rewards.append(float(matcher.matches(out.answer) == matcher.matches(ref.answer)))
+    _log(kwargs, "safety/refusal_consistency", [r for r in rewards if r is not None])
+    return rewards
