@@ -112,3 +112,62 @@ def test_export_carries_the_calibration(calibrated, tmp_path):
     assert load_calibration(tmp_path / "export" / "alarm") == cal  # beside the heads, under EXPORT/alarm/
     assert not (tmp_path / "export" / "alarm_calibration.json").exists()  # the top level holds only model files
     assert load_pretrained(tmp_path / "export")[0].alarm_calibration == cal
+
+
+def test_save_pretrained_carries_the_calibration_and_drops_a_stale_one(calibrated, tmp_path):
+    root, _, _, cal, _ = calibrated
+    loaded, proc = load_pretrained(root / "ckpt")
+    assert loaded.alarm_calibration == cal
+    loaded.save_pretrained(tmp_path / "again", processor=proc)
+    assert load_pretrained(tmp_path / "again")[0].alarm_calibration == cal
+    loaded.alarm_calibration = None  # heads refitted or calibration removed: the old file must not survive
+    loaded.save_pretrained(tmp_path / "again", processor=proc)
+    assert load_pretrained(tmp_path / "again")[0].alarm_calibration is None
+
+
+def test_reexport_into_the_same_folder_keeps_no_stale_alarm_files(calibrated, tmp_path):
+    from videosafety_r1.alarm import export_plain_checkpoint
+
+    root, _, _, cal, _ = calibrated
+    loaded, proc = load_pretrained(root / "ckpt")
+    export_plain_checkpoint(loaded, proc, tmp_path / "export")
+    loaded.alarm_calibration = None
+    export_plain_checkpoint(loaded, proc, tmp_path / "export")
+    assert not (tmp_path / "export" / "alarm" / "alarm_calibration.json").exists()
+    assert load_pretrained(tmp_path / "export")[0].alarm_calibration is None
+
+
+def test_an_export_missing_its_heads_file_is_refused(calibrated, tmp_path):
+    from videosafety_r1.alarm import export_plain_checkpoint
+
+    root, _, _, _, _ = calibrated
+    loaded, proc = load_pretrained(root / "ckpt")
+    export_plain_checkpoint(loaded, proc, tmp_path / "export")
+    (tmp_path / "export" / "alarm" / "heads.safetensors").unlink()
+    with pytest.raises(ValueError, match="holds no alarm/heads.safetensors"):
+        load_pretrained(tmp_path / "export")
+
+
+def test_save_calibration_into_an_export_writes_beside_the_heads(calibrated, tmp_path):
+    from videosafety_r1.alarm import export_plain_checkpoint, save_calibration
+
+    root, _, _, cal, _ = calibrated
+    loaded, proc = load_pretrained(root / "ckpt")
+    loaded.alarm_calibration = None
+    export_plain_checkpoint(loaded, proc, tmp_path / "export")
+    path = save_calibration(tmp_path / "export", cal)
+    assert path == tmp_path / "export" / "alarm" / "alarm_calibration.json"
+    assert load_pretrained(tmp_path / "export")[0].alarm_calibration == cal
+
+
+def test_predict_harm_names_bad_batches(calibrated):
+    from videosafety_r1 import predict_harm
+
+    root, _, _, _, _ = calibrated
+    model, proc = load_pretrained(root / "ckpt")
+    with pytest.raises(ValueError, match="same length"):
+        predict_harm(model, proc, [None], [])
+    with pytest.raises(ValueError, match="empty batch"):
+        predict_harm(model, proc, [], [])
+    with pytest.raises(ValueError, match="no alarm tokens"):
+        predict_harm(model.get_base_model(), proc, [None], ["hi"])

@@ -254,6 +254,17 @@ def test_json_array_file_is_accepted_with_line_numbers(tmp_path):
     assert "JSON array" in report.problems[1].message
 
 
+def test_one_line_json_array_is_an_array_and_an_empty_one_is_empty(tmp_path):
+    (tmp_path / "a.png").touch()
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps([vlguard(id="v1"), vlguard(id="v2")]), encoding="utf-8")  # json.dump's one line
+    records, report = validate_file(path, tmp_path, check_videos=False)
+    assert not report.problems and [r.id for _, r in records] == ["v1-0", "v2-0"]
+    (tmp_path / "empty.json").write_text("[]", encoding="utf-8")
+    _, report = validate_file(tmp_path / "empty.json", tmp_path, check_videos=False)
+    assert [p.kind for p in report.problems] == ["empty_file"]
+
+
 def test_jsonl_whose_first_row_is_an_array_stays_jsonl(tmp_path):
     _, report = check(tmp_path, ["[1, 2]", canon_sft(), "[" * 100_000 + "]" * 100_000])
     assert located(report) == {(1, "<json>", "not_an_object"), (3, "<json>", "malformed_json")}

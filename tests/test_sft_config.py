@@ -265,16 +265,34 @@ def test_wrong_types_in_grpo_config(tmp_path):
         load_config(GRPOConfig, path, [])
 
 
-def test_recipe_loader_requires_model_and_train_file(tmp_path):
+def test_recipe_loader_requires_model_and_train_file(tmp_path, capsys):
     path = tmp_path / "c.yaml"
     path.write_text(f"output_dir: {tmp_path}\nuse_cpu: true\ntrain_file: a.jsonl\n")
-    with pytest.raises(ValueError, match=r"c\.yaml: 'model_name_or_path' must be set"):
+    with pytest.raises(SystemExit) as exit_info:
         parse_recipe_args(ATSFTConfig, ["--config", str(path)], "x", required=("model_name_or_path", "train_file"))
+    assert exit_info.value.code == 2 and "c.yaml: 'model_name_or_path' must be set" in capsys.readouterr().err
     config, _ = parse_recipe_args(
         ATSFTConfig, ["--config", str(path), "--model_name_or_path", "m"], "x", ("train_file",)
     )
     assert config.model_name_or_path == "m"
     assert _config(tmp_path).model_name_or_path is None  # the dataclass stays usable without them
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--config", "nope.yaml"], "config not found: nope.yaml"),
+        (["--no_such_field", "1"], "unknown key 'no_such_field'"),
+    ],
+)
+def test_recipe_loader_reports_bad_input_in_one_line(tmp_path, capsys, argv, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"output_dir: {tmp_path}\nuse_cpu: true\n")
+    argv = argv if argv[0] == "--config" else ["--config", str(path), *argv]
+    with pytest.raises(SystemExit) as exit_info:
+        parse_recipe_args(ATSFTConfig, argv, "x")
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(

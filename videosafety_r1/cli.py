@@ -52,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-model-len", type=int, default=None)
     serve.add_argument("--dtype", default="auto")
     serve.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--n-eval", type=int, default=40, help="held-out clips per eval split, in eval and calibration")
+    synth.add_argument(
+        "--n-eval", type=int, default=40, help="held-out clips per eval split, in eval and calibration (default 40)"
+    )
     harm = sub.add_parser("predict-harm", help="alarm-head harm probabilities and decisions for every row of a file")
     harm.add_argument("--model", required=True, metavar="DIR", help="alarm checkpoint or export (calibration applied)")
     harm.add_argument("--data", required=True, metavar="FILE", help="JSONL of eval, SFT or GRPO rows")

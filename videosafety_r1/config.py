@@ -221,12 +221,15 @@ def parse_recipe_args(
         raise SystemExit(0)
     if not known.config:
         parser.error("--config FILE.yaml is required (see --help for the fields it may set)")
-    config = load_config(cls, known.config, overrides)
+    if not os.path.isfile(known.config):
+        parser.error(f"config not found: {known.config}")
+    try:  # a bad key or value is the user's input: one line naming file and key, exit 2, no traceback
+        config = load_config(cls, known.config, overrides)
+    except ValueError as err:
+        parser.error(str(err))
     missing = [name for name in required if not getattr(config, name, None)]
     if missing:
-        raise ValueError(
-            f"{known.config}: {', '.join(map(repr, missing))} must be set (in the YAML or as --key value)"
-        )
+        parser.error(f"{known.config}: {', '.join(map(repr, missing))} must be set (in the YAML or as --key value)")
     return config, known.config
 
 

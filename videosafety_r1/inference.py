@@ -34,6 +34,13 @@ def build_alarm_inputs(
     are the caller's own: they are not confined to a data root.
     """
     fps, max_frames = video_sampling(None, fps, max_frames)
+    if len(videos) != len(texts):
+        raise ValueError(
+            f"videos and texts must have the same length (one video or None per text), got "
+            f"{len(videos)} videos and {len(texts)} texts"
+        )
+    if not texts:
+        raise ValueError("empty batch: pass at least one (video or None, text) pair")
     prompts = []
     for video, text in zip(videos, texts, strict=True):
         media = LoadedMedia() if video is None else LoadedMedia("video", *video_from_input(video, fps, max_frames))
@@ -57,6 +64,11 @@ def predict_harm(
     head calibration (``alarm_calibration.json``, :func:`~videosafety_r1.alarm.calibrate_alarm_heads`), the
     probabilities are Platt-scaled.
     """
+    if not hasattr(model, "alarm_token_ids"):
+        raise ValueError(
+            "this model has no alarm tokens: call add_alarm_tokens first, or load a checkpoint that has them "
+            "(an export keeps its heads under alarm/)"
+        )
     if getattr(model, "visual_head", None) is None:
         raise ValueError("this model has no harm heads (AlarmConfig.use_heads=False)")
     fps, max_frames = video_sampling(model, fps, max_frames)

@@ -169,12 +169,16 @@ def calibrate_alarm_heads(
 
 
 def save_calibration(directory: str | os.PathLike[str], calibration: Mapping[str, Mapping[str, float]]) -> Path:
-    """Write ``alarm_calibration.json`` into a checkpoint or export folder (next to the alarm weights)."""
+    """Write ``alarm_calibration.json`` next to the alarm weights: in a checkpoint folder, or in an export's
+    ``alarm/`` subfolder (an export's top level holds only model files)."""
     for head in HEADS:
         params = calibration.get(head) or {}
         if set(params) != {"temperature", "bias"} or not float(params["temperature"]) > 0:
             raise ValueError(f"calibration of the {head} head needs a positive temperature and a bias, got {params}")
-    path = Path(directory) / CALIBRATION_FILE
+    folder = Path(directory)
+    if (folder / "alarm" / "alarm_config.json").is_file() and not (folder / "alarm_config.json").is_file():
+        folder = folder / "alarm"  # a plain export
+    path = folder / CALIBRATION_FILE
     path.write_text(json.dumps({h: dict(calibration[h]) for h in HEADS}, indent=2, sort_keys=True) + "\n")
     return path
 

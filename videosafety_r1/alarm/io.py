@@ -111,6 +111,9 @@ def save_pretrained(
         alarm_sd.update(model.vocab_rows_state_dict(state_dict))
     save_file(alarm_sd, str(out / ALARM_WEIGHTS_FILE), metadata={"format": "pt"})
     _write_json(out / ALARM_CONFIG_FILE, _meta(model, exported=False, lora=lora))
+    (out / CALIBRATION_FILE).unlink(missing_ok=True)  # never a calibration fitted for other heads
+    if getattr(model, "alarm_calibration", None):  # the heads' Platt scaling travels with them
+        save_calibration(out, model.alarm_calibration)
     if processor is not None:
         processor.save_pretrained(out)
     logger.info("saved alarm model to %s", out)
@@ -215,6 +218,11 @@ def load_pretrained(
         heads_path = _resolve(path_or_id, EXPORT_HEADS_FILE) or _resolve(path_or_id, ALARM_HEADS_FILE)
         if heads_path:
             state.update(load_file(heads_path))
+        elif cfg.use_heads:  # random heads would give meaningless harm probabilities without a word
+            raise ValueError(
+                f"{path_or_id}: the export says use_heads=true but holds no {EXPORT_HEADS_FILE}; restore the file or "
+                "load with alarm_config=AlarmConfig(use_heads=False)"
+            )
     else:
         state = load_file(_resolve(path_or_id, ALARM_WEIGHTS_FILE))
         model.load_vocab_rows({k: state.pop(k) for k in list(state) if k.startswith(VOCAB_ROWS_PREFIX)})
@@ -292,11 +300,13 @@ def export_plain_checkpoint(model: AlarmVideoLLM, processor: Any, out_dir: str |
         base.generation_config.suppress_tokens = sorted(
             set(base.generation_config.suppress_tokens or []) | set(model.alarm_token_ids)
         )
+        (out / "model.safetensors.index.json").unlink(missing_ok=True)  # a sharded earlier export's index
         base.save_pretrained(out, **kwargs)
     finally:
         emb[ids] = original
     (out / EXPORT_ALARM_DIR).mkdir(exist_ok=True)
-    for stale in (ALARM_HEADS_FILE, ALARM_CONFIG_FILE):  # an earlier export into the same folder
+    # an earlier export into the same folder: its alarm files must not outlive it
+    for stale in (ALARM_HEADS_FILE, ALARM_CONFIG_FILE, EXPORT_HEADS_FILE, EXPORT_CALIBRATION_FILE):
         (out / stale).unlink(missing_ok=True)
     heads = {k: v for k, v in model.alarm_state_dict().items() if not k.startswith("alarm_embedding")}
     if heads:

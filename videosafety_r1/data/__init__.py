@@ -1,4 +1,11 @@
-"""Data layer: canonical records, importers, validation, video decoding and the synthetic dataset."""
+"""Data layer: canonical records, importers, validation, video decoding and the synthetic dataset.
+
+``SFTCollator``, ``GRPOPromptCollator`` (``data.collate``) and ``MediaLoader`` (``videosafety_r1.media``) load on
+first use: they build on the input road, which imports this package's modules.
+"""
+
+from importlib import import_module
+from typing import Any
 
 from videosafety_r1.data.importers import (
     FORMATS,
@@ -37,7 +44,21 @@ from videosafety_r1.data.validate import (
 )
 from videosafety_r1.data.video import EmptyVideoError, VideoDecodeError, load_video, probe_video, sample_frame_indices
 
+_LAZY = {
+    "SFTCollator": "videosafety_r1.data.collate",
+    "GRPOPromptCollator": "videosafety_r1.data.collate",
+    "MediaLoader": "videosafety_r1.media",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'videosafety_r1.data' has no attribute {name!r}")
+
+
 __all__ = [
+    *_LAZY,
     "ALARM_LITERALS",
     "CANONICAL_CONVENTION",
     "EVAL_SPLITS",

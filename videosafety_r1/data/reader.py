@@ -60,19 +60,21 @@ def read_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any
     array of objects (VLGuard's ``train.json``; line = where the element starts). Bytes that are not UTF-8 and JSON
     that does not parse are issues of their line; blank lines are skipped."""
     with open(path, "rb") as f:
-        lines, first = enumerate(f, start=1), True
-        for number, raw in lines:
-            raw = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
-            if not raw.strip():
-                continue
-            parsed = _decode_line(raw, number)
-            if first and raw.lstrip().startswith(b"[") and parsed[2] is not None:  # not one JSONL row: an array
-                data = b"\n" * (number - 1) + raw + b"".join(rest for _, rest in lines)
-                for row in _array_rows(data.decode("utf-8", errors="surrogateescape")):
-                    yield _object(*row)
-                return
-            first = False
-            yield _object(*parsed)
+        raw_lines = f.read().removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    first = True
+    for number, raw in enumerate(raw_lines, start=1):
+        if not raw.strip():
+            continue
+        parsed = _decode_line(raw, number)
+        rest_blank = not b"".join(raw_lines[number:]).strip()
+        # one JSON array: spread over lines (the first line alone does not parse) or on one line (json.dump)
+        if first and raw.lstrip().startswith(b"[") and (parsed[2] is not None or rest_blank):
+            data = b"\n" * (number - 1) + b"\n".join(raw_lines[number - 1 :])
+            for row in _array_rows(data.decode("utf-8", errors="surrogateescape")):
+                yield _object(*row)
+            return
+        first = False
+        yield _object(*parsed)
 
 
 #: Kept for callers of the old name.
