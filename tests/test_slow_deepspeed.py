@@ -232,6 +232,7 @@ def test_at_sft_resumes_from_a_deepspeed_checkpoint_to_the_same_weights(sft, wor
 
     out = workspace / f"sft_zero{stage}_resumed"
     shutil.copytree(sft[stage]["out"] / "checkpoint-2", out / "checkpoint-2")
+    shutil.copy(sft[stage]["out"] / "run_fingerprint.json", out)  # the run's folder: its checkpoint and settings
     before = {p: p.stat().st_mtime_ns for p in (out / "checkpoint-2").rglob("*") if p.is_file()}
     stdout = _launch(stage, PROBE, ["at_sft", *_sft_args(workspace, out)], out.with_suffix(".log"))
     # a run that started over would have written checkpoint-2 again
@@ -284,6 +285,7 @@ def test_grpo_resumes_from_a_deepspeed_checkpoint_to_the_same_weights(grpo, work
     run = grpo[stage]
     out = workspace / f"grpo_zero{stage}_resumed"
     shutil.copytree(run["out"] / "checkpoint-2", out / "checkpoint-2")
+    shutil.copy(run["out"] / "run_fingerprint.json", out)  # the run's folder: its checkpoint and settings
     before = {p: p.stat().st_mtime_ns for p in (out / "checkpoint-2").rglob("*") if p.is_file()}
     resumed = _grpo_launch(stage, workspace, run["input"], out)
     # a run that started over would have written checkpoint-2 again and sampled 4 rollouts
