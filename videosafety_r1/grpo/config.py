@@ -189,8 +189,6 @@ class GRPOConfig(trl.GRPOConfig):
             self.train_file = [self.train_file]
         if isinstance(self.data_root, (str, os.PathLike)):
             self.data_root = [str(self.data_root)]
-        if self.gradient_checkpointing is not None and self.activation_checkpointing is True:
-            self.activation_checkpointing = None  # an explicit old-name value wins over our default (and warns)
         apply_checkpointing_alias(self)  # transformers < 5.24 knows only gradient_checkpointing
         if isinstance(self.reward_kwargs, str):
             try:
