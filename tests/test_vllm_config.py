@@ -22,7 +22,19 @@ from videosafety_r1.testing import tiny_grpo_config
         (dict(use_vllm=True, vllm_mode="remote", vllm_server_base_url="x"), "vllm_mode must be one of"),
         (dict(use_vllm=True, vllm_mode="server", vllm_server_base_url="localhost:8000"), "must start with http"),
         (dict(use_vllm=True, vllm_mode="server", vllm_tensor_parallel_size=2), "vllm_tensor_parallel_size acts only"),
-        (dict(use_vllm=True, vllm_mode="server", vllm_group_port=1234), "vllm_group_port=1234 is not supported"),
+        (
+            dict(use_vllm=True, vllm_mode="server", vllm_group_port=1234),
+            "vllm_group_port=1234 acts only with the nccl",
+        ),
+        (dict(use_vllm=True, vllm_mode="server", vllm_weight_transport="nccl"), "'nccl' needs the trainer on CUDA"),
+        (dict(use_vllm=True, vllm_mode="server", vllm_weight_transport="shm"), "vllm_weight_transport must be one"),
+        (dict(use_vllm=True, vllm_weight_transport="gloo"), "vllm_weight_transport acts only with vllm_mode='server'"),
+        (dict(use_vllm=True, vllm_group_port=1234), "vllm_group_port acts only with vllm_mode='server'"),
+        (dict(vllm_weight_transport="gloo"), "vllm_weight_transport='gloo' acts only with use_vllm=True"),
+        (
+            dict(use_vllm=True, vllm_mode="server", vllm_weight_transport="file", vllm_group_port=1234),
+            "acts only with the nccl or gloo transport; the file transport",
+        ),
         (dict(use_vllm=True, vllm_mode="server", vllm_importance_sampling_mode="x"), "vllm_importance_sampling_mode"),
         (dict(use_vllm=True, vllm_mode="server", vllm_structured_outputs_regex="a+"), "structured outputs"),
         (dict(use_vllm=True, vllm_server_port=9000), "vllm_server_port acts only with vllm_mode='server'"),
@@ -36,6 +48,23 @@ def test_vllm_fields_act_or_are_rejected_by_name(tmp_path, kwargs, match):
 def test_server_mode_config_is_accepted_without_a_local_engine(tmp_path):
     config = tiny_grpo_config(tmp_path, use_vllm=True, vllm_mode="server", vllm_server_base_url="http://h:1")
     assert check_vllm_fields(config) == []
+    gloo = dict(use_vllm=True, vllm_mode="server", vllm_weight_transport="gloo", vllm_group_port=1234)
+    assert tiny_grpo_config(tmp_path, **gloo).vllm_group_port == 1234
+
+
+def test_auto_transport_is_nccl_on_cuda_and_the_file_push_otherwise(tmp_path, monkeypatch):
+    import videosafety_r1.grpo.vllm_config as vc
+    from videosafety_r1.grpo.vllm_transport import resolve_weight_transport
+
+    assert resolve_weight_transport("auto", "cuda:1") == "nccl"
+    assert resolve_weight_transport("auto", torch.device("cpu")) == "file"
+    assert resolve_weight_transport("gloo", "cuda") == "gloo"
+    with pytest.raises(ValueError, match="vllm_weight_transport must be one of"):
+        resolve_weight_transport("tcp", "cpu")
+    # on a CUDA trainer, auto means nccl, so a changed vllm_group_port acts and is accepted
+    monkeypatch.setattr(vc, "trainer_on_cuda", lambda config: True)
+    config = tiny_grpo_config(tmp_path, use_vllm=True, vllm_mode="server", vllm_group_port=1234)
+    assert config.vllm_weight_transport == "auto" and config.vllm_group_port == 1234
 
 
 def test_colocate_needs_an_installed_engine_and_sleep_mode_a_gpu_build(tmp_path, monkeypatch):
@@ -144,3 +173,95 @@ def test_engine_weights_bake_alarm_rows_and_merge_lora():
     assert not torch.equal(layer.base_layer.weight, merged)  # ... and unmerged in the model again
     emb = pushed["model.language_model.embed_tokens.weight"]
     assert torch.equal(emb[model.alarm_token_ids], torch.full((2, emb.shape[1]), 0.5))
+
+
+def _tiny_alarm_model(lora: bool = False):
+    from videosafety_r1.alarm import add_alarm_tokens
+    from videosafety_r1.testing import tiny_video_llm
+
+    base, processor = tiny_video_llm("qwen2_5_vl", 0)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        base = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+    model = add_alarm_tokens(base, processor)
+    with torch.no_grad():
+        model.alarm_embedding.weight.fill_(0.5)
+    return model
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_announced_specs_match_the_pushed_weights_without_reading_them(lora):
+    from videosafety_r1.grpo.vllm_weights import engine_weights
+
+    weights = engine_weights(_tiny_alarm_model(lora))
+    pushed = list(weights)
+    assert weights.specs() == [(n, str(t.dtype).removeprefix("torch."), list(t.shape)) for n, t in pushed]
+    assert len(list(weights)) == len(pushed)  # iterable again: each push reads the weights anew
+
+
+def _gloo_pair(port):
+    """Rank 0 (the receiver, as a vLLM worker) and rank 1 (the trainer), built concurrently (a rendezvous)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from videosafety_r1.grpo.vllm_transport import make_communicator
+
+    with ThreadPoolExecutor(2) as pool:
+        worker = pool.submit(make_communicator, "gloo", "127.0.0.1", port, 0, 2, None, 60.0)
+        trainer = pool.submit(make_communicator, "gloo", "127.0.0.1", port, 1, 2, None, 60.0)
+        return worker.result(), trainer.result()
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_group_protocol_over_gloo_delivers_the_engine_weights():
+    """The push protocol (announce, broadcast from the trainer's rank, receive into fresh buffers) over the gloo
+    communicator, in two threads: what the receiver gets equals engine_weights, alarm rows included."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from videosafety_r1.grpo.vllm_transport import receive_weights, send_weights
+    from videosafety_r1.grpo.vllm_weights import engine_weights
+
+    model = _tiny_alarm_model()
+    weights = engine_weights(model)
+    specs = weights.specs()
+    worker, trainer = _gloo_pair(_free_port())
+    with ThreadPoolExecutor(1) as pool:
+        got = pool.submit(lambda: dict(receive_weights(worker, specs, src=1)))
+        assert send_weights(trainer, weights, specs) == len(specs)
+        received = got.result(timeout=60)
+    expected = dict(weights)
+    assert list(received) == list(expected)
+    for name, tensor in expected.items():
+        assert torch.equal(received[name], tensor), name
+    emb = received["model.language_model.embed_tokens.weight"]
+    assert torch.equal(emb[model.alarm_token_ids], torch.full((2, emb.shape[1]), 0.5))
+    worker.close(), trainer.close()
+
+
+def test_a_push_that_differs_from_its_announcement_is_refused_before_sending():
+    from videosafety_r1.grpo.vllm_transport import send_weights
+
+    class Recorder:
+        rank, device = 1, torch.device("cpu")
+        sent: list = []
+
+        def broadcast(self, tensor, src):
+            self.sent.append(tensor.shape)
+
+        def barrier(self):
+            pass
+
+    weights = [("a", torch.zeros(2, 3)), ("b", torch.zeros(4))]
+    comm = Recorder()
+    with pytest.raises(RuntimeError, match=r"announced \('b', 'float32', \[5\]\)"):
+        send_weights(comm, weights, [("a", "float32", [2, 3]), ("b", "float32", [5])])
+    assert comm.sent == [torch.Size([2, 3])]  # the first went, the wrong one did not
+    with pytest.raises(RuntimeError, match="announced 1 tensors, sent 2|announced nothing more"):
+        send_weights(Recorder(), weights, [("a", "float32", [2, 3])])

@@ -175,6 +175,15 @@ class GRPOConfig(trl.GRPOConfig):
         default=True,
         metadata={"help": "Run the frozen vision tower once per video and reuse it across rollouts and loss passes."},
     )
+    vllm_weight_transport: str = field(
+        default="auto",
+        metadata={
+            "help": "vllm_mode='server': how weight pushes reach the server. 'nccl' (TRL's weight-update group on "
+            "vllm_group_port; the trainer on CUDA), 'gloo' (the same group over TCP with CPU tensors), 'file' "
+            "(a safetensors folder under output_dir/vllm-push and a reload call; needs a shared filesystem), or "
+            "'auto' (nccl when the trainer is on CUDA, file otherwise)."
+        },
+    )
     # --- Outputs (applied by recipes/grpo.py through videosafety_r1.runs.resume_checkpoint) ------------------------
     on_existing_output: str = field(
         default="resume",

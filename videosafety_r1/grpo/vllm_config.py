@@ -33,12 +33,8 @@ def blocked_token_ids(hf_config: Any) -> list[int]:
 # fields this package does not implement: value that is accepted (TRL's default) and why another is refused
 _UNSUPPORTED = {
     "vllm_structured_outputs_regex": (None, "structured outputs are not wired into the video rollouts"),
-    "vllm_group_port": (
-        51216,
-        "the NCCL weight-update group is not implemented; server mode pushes weights as a "
-        "safetensors file and a reload call",
-    ),
 }
+TRL_GROUP_PORT = 51216  # TRL's default vllm_group_port
 
 
 def installed_vllm() -> tuple[str | None, bool]:
@@ -97,6 +93,7 @@ def check_vllm_fields(config: Any) -> list[str]:
         url = config.vllm_server_base_url
         if url is not None and not str(url).startswith(("http://", "https://")):
             errors.append(f"vllm_server_base_url must start with http:// or https://, got {url!r}")
+    errors += _check_weight_transport(config)
     for name, (accepted, why) in _UNSUPPORTED.items():
         if getattr(config, name, accepted) != accepted:
             errors.append(f"{name}={getattr(config, name)!r} is not supported: {why}")
@@ -113,6 +110,41 @@ def check_vllm_fields(config: Any) -> list[str]:
     return errors
 
 
+def trainer_on_cuda(config: Any) -> bool:
+    """Whether the trainer's weights will sit on CUDA (``auto`` transport's choice), decided without touching the
+    config's device (which would set up the distributed state)."""
+    import torch
+
+    return torch.cuda.is_available() and not getattr(config, "use_cpu", False)
+
+
+def _check_weight_transport(config: Any) -> list[str]:
+    """``vllm_weight_transport`` and ``vllm_group_port``: the port acts only for a group transport (nccl / gloo)."""
+    from .vllm_transport import WEIGHT_TRANSPORTS
+
+    choice = getattr(config, "vllm_weight_transport", "auto")
+    port = config.vllm_group_port
+    if choice not in WEIGHT_TRANSPORTS:
+        return [f"vllm_weight_transport must be one of {WEIGHT_TRANSPORTS}, got {choice!r}"]
+    if config.vllm_mode != "server":
+        errors = []
+        if choice != "auto":
+            errors.append("vllm_weight_transport acts only with vllm_mode='server'")
+        if port != TRL_GROUP_PORT:
+            errors.append("vllm_group_port acts only with vllm_mode='server'")
+        return errors
+    if not 0 < int(port) < 65536:
+        return [f"vllm_group_port must be a TCP port, got {port}"]
+    cuda = trainer_on_cuda(config)
+    if choice == "nccl" and not cuda:
+        return ["vllm_weight_transport='nccl' needs the trainer on CUDA; use 'gloo' or 'file' on CPU"]
+    resolved = choice if choice != "auto" else ("nccl" if cuda else "file")
+    if resolved == "file" and port != TRL_GROUP_PORT:
+        how = "vllm_weight_transport='auto' picks 'file' here (no CUDA)" if choice == "auto" else "the file transport"
+        return [f"vllm_group_port={port} acts only with the nccl or gloo transport; {how}: set vllm_weight_transport"]
+    return []
+
+
 def _unused_fields(config: Any) -> list[str]:
     """Without ``use_vllm`` a changed ``vllm_*`` field would do nothing: name it instead of ignoring it."""
     import dataclasses
@@ -124,6 +156,8 @@ def _unused_fields(config: Any) -> list[str]:
     changed = [
         n for n in changed if n != "vllm_importance_sampling_clip_max" or config.vllm_importance_sampling_cap is None
     ]
+    if getattr(config, "vllm_weight_transport", "auto") != "auto":  # ours, not TRL's
+        changed.append("vllm_weight_transport")
     return [f"{n}={getattr(config, n)!r} acts only with use_vllm=True" for n in sorted(changed)]
 
 

@@ -247,11 +247,20 @@ def build_vllm_generator(
     ``output_dir/vllm-engine`` and starts an engine on it; server connects to ``vllm-serve``."""
     if args.vllm_mode == "server":
         from .vllm_server import ServerEngine
+        from .vllm_transport import resolve_weight_transport
 
         url = args.vllm_server_base_url or f"http://{args.vllm_server_host}:{args.vllm_server_port}"
+        device = next(model.parameters()).device
+        transport = resolve_weight_transport(getattr(args, "vllm_weight_transport", "auto"), device)
         engine: Any = ServerEngine(
-            url, timeout=args.vllm_server_timeout, scratch=os.path.join(args.output_dir, "vllm-push")
+            url,
+            timeout=args.vllm_server_timeout,
+            scratch=os.path.join(args.output_dir, "vllm-push"),
+            transport=transport,
+            group_port=args.vllm_group_port,
+            device=device,
         )
+        logger.info("vLLM server %s, weight transport %s", url, transport)
     else:
         export_dir = write_engine_export(model, processor, os.path.join(args.output_dir, "vllm-engine", f"rank{rank}"))
         dtype = next(model.parameters()).dtype

@@ -6,24 +6,36 @@ TRL's ``trl vllm-serve`` has no video path, hence this one. Calls (JSON over HTT
 - ``GET /health`` -> ``{"status": "ok"}``;
 - ``POST /generate`` ``{"prompts": [...], "params": [...]}``: token prompts with video frames (uint8, base64) and
   their metadata, one ``SamplingParams`` dict per prompt -> per prompt, ``n`` samples of token ids and log-probs;
-- ``POST /update_weights`` ``{"path": FOLDER}``: reload the weights from the safetensors files in ``FOLDER``
-  (names as the trainer's model has them) in place (read by the server, handed to the engine as tensors), then drop the prefix, encoder and multimodal caches. The trainer writes that folder:
-  trainer and server must share a filesystem (one node, or a shared mount). This transport works on CPU and GPU;
-  an NCCL broadcast (TRL's) is not implemented;
 - ``POST /reset_prefix_cache``.
+
+Weights reach the server by one of two transports (``vllm_weight_transport``, docs/grpo.md):
+
+- **group** (``nccl`` or ``gloo``; :mod:`~videosafety_r1.grpo.vllm_transport`): ``GET /world_size`` (the engine's
+  worker count ``W``); ``POST /init_communicator`` ``{"backend", "port", "world_size": W + 1, "timeout"}`` (the
+  workers join the trainer's group, the store on this host at ``vllm_group_port``); ``POST /update_named_params``
+  ``{"specs": [[name, dtype, shape], ...], "src": W}`` (the workers receive the announced tensors by broadcast from
+  the trainer's rank and load them in place, then the caches are dropped); ``POST /close_communicator``;
+- **file**: ``POST /update_weights`` ``{"path": FOLDER}``: reload the weights from the safetensors files in
+  ``FOLDER`` in place (read by the server and handed to an in-process engine as tensors, or read by the engine's own
+  process), then drop the prefix, encoder and multimodal caches. Trainer and server share a filesystem.
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
 import logging
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
+
+from .vllm_transport import WORKER_EXTENSION, make_communicator, send_weights
 
 logger = logging.getLogger(__name__)
 
@@ -63,18 +75,33 @@ def decode_prompt(wire: dict[str, Any]) -> dict[str, Any]:
 class ServerEngine:
     """The trainer's side of server mode: the same calls as ``ColocateEngine``, over HTTP.
 
-    ``scratch`` is the folder weight pushes are written to (the server must be able to read it). One server serves
-    every training process (``shared``): rank 0 alone pushes weights.
+    ``transport`` is how pushes travel: ``"file"`` writes them under ``scratch`` (a folder the server can read) and
+    calls ``/update_weights``; ``"nccl"`` / ``"gloo"`` broadcast them over a weight-update group whose store listens
+    on the server's host at ``group_port`` (joined at the first push; ``device`` is where NCCL sends from). One
+    server serves every training process (``shared``): rank 0 alone pushes weights.
     """
 
     shared = True
 
-    def __init__(self, base_url: str, timeout: float = 240.0, scratch: str | Path = "vllm-push") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 240.0,
+        scratch: str | Path = "vllm-push",
+        transport: str = "file",
+        group_port: int = 51216,
+        device: Any = None,
+    ) -> None:
         import requests
 
+        if transport not in ("file", "nccl", "gloo"):
+            raise ValueError(f"transport must be 'file', 'nccl' or 'gloo', got {transport!r}")
         self.url, self.timeout, self.scratch = base_url.rstrip("/"), timeout, Path(scratch)
+        self.transport, self.group_port, self.device = transport, group_port, device
         self.session = requests.Session()
         self._last_push: Path | None = None
+        self._group: Any = None
+        self._rank = 0
         self.wait_until_up()
 
     def wait_until_up(self) -> None:
@@ -106,6 +133,13 @@ class ServerEngine:
         return [[(s["token_ids"], s["logprobs"]) for s in per_prompt] for per_prompt in out["samples"]]
 
     def update_weights(self, weights: Any) -> None:
+        """Push ``weights`` (``engine_weights(model)``; the group transports need its ``specs()``)."""
+        if self.transport == "file":
+            self._push_file(weights)
+        else:
+            self._push_group(weights)
+
+    def _push_file(self, weights: Any) -> None:
         from safetensors.torch import save_file
 
         folder = self.scratch / f"push-{time.time_ns()}"
@@ -117,6 +151,62 @@ class ServerEngine:
         if self._last_push is not None:
             shutil.rmtree(self._last_push, ignore_errors=True)
         self._last_push = folder
+
+    def _concurrently(self, path: str, payload: dict[str, Any], work: Any) -> Any:
+        """POST ``path`` while ``work()`` runs here: the server blocks in the group's collective until this side
+        joins it. When ``work`` fails, the server is left waiting in the collective (restart it)."""
+        pool = ThreadPoolExecutor(max_workers=1)
+        future = pool.submit(self._post, path, payload)
+        try:
+            result = work()
+        except BaseException:
+            pool.shutdown(wait=False)
+            raise
+        future.result()
+        pool.shutdown()
+        return result
+
+    def init_communicator(self) -> None:
+        """Join the server's workers in a weight-update group (the trainer is its last rank, as in TRL)."""
+        workers = int(self.session.get(f"{self.url}/world_size", timeout=30).json()["world_size"])
+        host = urlparse(self.url).hostname or "127.0.0.1"
+        payload = {
+            "backend": self.transport,
+            "port": self.group_port,
+            "world_size": workers + 1,
+            "timeout": self.timeout,
+        }
+        self._rank = workers
+        self._group = self._concurrently(
+            "/init_communicator",
+            payload,
+            lambda: make_communicator(
+                self.transport, host, self.group_port, workers, workers + 1, self.device, self.timeout
+            ),
+        )
+        atexit.register(self.close_communicator)
+        logger.info("weight-update group (%s) joined: %s:%d, rank %d", self.transport, host, self.group_port, workers)
+
+    def _push_group(self, weights: Any) -> None:
+        if self._group is None:
+            self.init_communicator()
+        specs = weights.specs()
+        self._concurrently(
+            "/update_named_params",
+            {"specs": specs, "src": self._rank},
+            lambda: send_weights(self._group, weights, specs),
+        )
+
+    def close_communicator(self) -> None:
+        """Leave the weight-update group (the server's workers leave it too)."""
+        if self._group is None:
+            return
+        try:
+            self._post("/close_communicator", {})
+        except Exception as err:  # the server may be gone already at exit
+            logger.debug("close_communicator: %s", err)
+        self._group.close()
+        self._group = None
 
     def reset_prefix_cache(self) -> None:
         self._post("/reset_prefix_cache", {})
@@ -160,6 +250,31 @@ def build_app(llm: Any) -> Any:
             reset_caches(llm)
         return {"status": "ok"}
 
+    @app.get("/world_size")
+    def world_size() -> dict[str, int]:
+        config = llm.llm_engine.vllm_config.parallel_config
+        return {"world_size": int(config.world_size)}
+
+    @app.post("/init_communicator")
+    def init_communicator(request: dict[str, Any]) -> dict[str, str]:
+        args = (request["backend"], "127.0.0.1", int(request["port"]), int(request["world_size"]))
+        with lock:
+            llm.collective_rpc("init_weight_group", args=(*args, float(request.get("timeout", 300.0))))
+        return {"status": "ok"}
+
+    @app.post("/update_named_params")
+    def update_named_params(request: dict[str, Any]) -> dict[str, Any]:
+        with lock:
+            counts = llm.collective_rpc("receive_weights", args=(request["specs"], int(request["src"])))
+            reset_caches(llm)
+        return {"status": "ok", "received": counts}
+
+    @app.post("/close_communicator")
+    def close_communicator() -> dict[str, str]:
+        with lock:
+            llm.collective_rpc("close_weight_group")
+        return {"status": "ok"}
+
     @app.post("/reset_prefix_cache")
     def reset_prefix_cache() -> dict[str, str]:
         with lock:
@@ -178,6 +293,7 @@ def serve(model: str, host: str = "0.0.0.0", port: int = 8000, **engine_kwargs: 
     from .vllm_logits import AlarmTokenBlocker
 
     kwargs = {"logprobs_mode": "processed_logprobs", **{k: v for k, v in engine_kwargs.items() if v is not None}}
+    kwargs.setdefault("worker_extension_cls", WORKER_EXTENSION)  # the workers' side of the weight-update group
     kwargs.update(cpu_engine_defaults(kwargs))
     if not _blocker_registered():
         kwargs["logits_processors"] = [AlarmTokenBlocker]

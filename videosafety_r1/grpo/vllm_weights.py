@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ..zero3 import any_partitioned, gathered
+from ..zero3 import any_partitioned, full_shape, gathered
 
 logger = logging.getLogger(__name__)
 
@@ -44,25 +44,61 @@ def _clean_name(name: str) -> str | None:
     return name.replace(".base_layer", "").replace(".modules_to_save.default", "")
 
 
-def engine_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    """``(name, tensor)`` of every LLM and vision parameter and buffer the checkpoint holds, detached, with the alarm
-    vectors in their embedding rows, a LoRA adapter merged (the base weights are unmerged again once the iterator is
-    exhausted; the yielded tensors are copies then)."""
+def _plain_model(model: nn.Module) -> nn.Module:
+    """The transformers model whose parameters are pushed (a PEFT model's base model; its LoRA names are cleaned)."""
+    base = getattr(model, "base", model)
+    return base.get_base_model() if hasattr(base, "peft_config") else base
+
+
+class EngineWeights:
+    """The pushed weights of ``model``: iterate for ``(name, tensor)`` pairs (see :func:`engine_weights`);
+    :meth:`specs` announces their ``(name, dtype, shape)`` in the same order without reading any value (no ZeRO-3
+    gather, no LoRA merge), for transports that must announce a push before sending it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def specs(self) -> list[tuple[str, str, list[int]]]:
+        out = []
+        for _, params in _module_params(_plain_model(self.model)):
+            for name, p in params:
+                out.append((name, str(p.dtype).removeprefix("torch."), list(full_shape(p))))
+        return out
+
+    def __iter__(self) -> Iterator[tuple[str, torch.Tensor]]:
+        return _engine_weights(self.model)
+
+
+def _module_params(plain: nn.Module) -> Iterator[tuple[nn.Module, list[tuple[str, nn.Parameter]]]]:
+    """Per module, its own parameters under their pushed names (adapter parameters and stale copies left out)."""
+    for module_name, module in plain.named_modules():
+        params = []
+        for pname, p in module.named_parameters(recurse=False):
+            name = _clean_name(f"{module_name}.{pname}" if module_name else pname)
+            if name is not None:
+                params.append((name, p))
+        if params:
+            yield module, params
+
+
+def engine_weights(model: nn.Module) -> EngineWeights:
+    """``(name, tensor)`` of every LLM and vision parameter the checkpoint holds, detached, with the alarm vectors
+    in their embedding rows, a LoRA adapter merged (the base weights are unmerged again once an iteration is
+    exhausted; the yielded tensors are copies then). Each iteration reads the weights anew (ZeRO-3: a collective)."""
+    return EngineWeights(model)
+
+
+def _engine_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     alarm = getattr(model, "alarm_embedding", None)
     lora = hasattr(getattr(model, "base", model), "peft_config")
     with merged_lora(model) as plain:
         emb = plain.get_input_embeddings().weight
         ids = torch.tensor(getattr(model, "alarm_token_ids", []), dtype=torch.long, device=emb.device)
         partitioned = any_partitioned(plain)
-        for module_name, module in plain.named_modules():
-            params = list(module.named_parameters(recurse=False))
-            if not params:
-                continue
-            with gathered([p for _, p in params]) if partitioned else contextlib.nullcontext():
-                for pname, p in params:
-                    name = _clean_name(f"{module_name}.{pname}" if module_name else pname)
-                    if name is None:
-                        continue
+        for module, params in _module_params(plain):
+            all_params = [p for _, p in module.named_parameters(recurse=False)]
+            with gathered(all_params) if partitioned else contextlib.nullcontext():
+                for name, p in params:
                     tensor = p.detach()
                     if p is emb and alarm is not None and ids.numel():
                         with gathered([alarm.weight]) if partitioned else contextlib.nullcontext():
