@@ -273,8 +273,22 @@ def load_checkpoint_weights(model: AlarmVideoLLM, directory: str | Path) -> None
         raise ValueError(f"{d}: unexpected alarm weights {unexpected}")
 
 
+def _suppress_alarm_ids(base: Any, model: AlarmVideoLLM) -> None:
+    base.generation_config.suppress_tokens = sorted(
+        set(base.generation_config.suppress_tokens or []) | set(model.alarm_token_ids)
+    )
+
+
 @torch.no_grad()
-def export_plain_checkpoint(model: AlarmVideoLLM, processor: Any, out_dir: str | Path, **kwargs: Any) -> Path:
+def export_plain_checkpoint(
+    model: AlarmVideoLLM,
+    processor: Any,
+    out_dir: str | Path,
+    *,
+    weights: Mapping[str, torch.Tensor] | None = None,
+    alarm_state: Mapping[str, torch.Tensor] | None = None,
+    **kwargs: Any,
+) -> Path:
     """Write a plain transformers checkpoint that any serving tool runs with the alarm behaviour intact.
 
     LoRA is merged (on a copy), the alarm vectors go into the embedding rows of the two tokens, the chat template
@@ -282,33 +296,42 @@ def export_plain_checkpoint(model: AlarmVideoLLM, processor: Any, out_dir: str |
     that field: it honours the logits processor :mod:`videosafety_r1.grpo.vllm_logits` registers instead), and the
     heads and alarm config go to ``out_dir/alarm/``, so the top level holds only model files. With tied input/output embeddings the two alarm logit columns change too; they are
     suppressed in both models, and every other logit is unchanged.
+
+    ``weights`` / ``alarm_state``: the plain weights (LoRA merged, alarm rows baked: ``engine_weights``) and
+    ``alarm_state_dict()``, gathered beforehand on every rank of a DeepSpeed ZeRO-3 model; they are written as given
+    and the model's own (partitioned) parameters are not read, so one rank can write the export.
     """
-    if any_partitioned(model):
+    if any_partitioned(model) and (weights is None or alarm_state is None):
         raise ValueError(
             "export_plain_checkpoint needs whole weights, not a DeepSpeed ZeRO-3 partitioned model: save the training "
-            "form first, then reload it on one rank inside videosafety_r1.zero3.zero3_init_disabled() and export that"
+            "form first, then reload it on one rank inside videosafety_r1.zero3.zero3_init_disabled() and export that "
+            "(or pass weights= and alarm_state= gathered on every rank, as the vLLM colocate start does)"
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lora = hasattr(model.base, "peft_config")
-    base = copy.deepcopy(model.base).merge_and_unload() if lora else model.base
-    emb = base.get_input_embeddings().weight
-    ids = torch.tensor(model.alarm_token_ids, device=emb.device)
-    original = emb[ids].clone()
-    emb[ids] = model.alarm_embedding.weight.detach().to(emb.dtype)
-    try:
-        base.generation_config.suppress_tokens = sorted(
-            set(base.generation_config.suppress_tokens or []) | set(model.alarm_token_ids)
-        )
-        (out / "model.safetensors.index.json").unlink(missing_ok=True)  # a sharded earlier export's index
-        base.save_pretrained(out, **kwargs)
-    finally:
-        emb[ids] = original
+    (out / "model.safetensors.index.json").unlink(missing_ok=True)  # a sharded earlier export's index
+    if weights is not None:
+        base = model.base.get_base_model() if lora else model.base
+        _suppress_alarm_ids(base, model)
+        base.save_pretrained(out, state_dict=dict(weights), **kwargs)
+    else:
+        base = copy.deepcopy(model.base).merge_and_unload() if lora else model.base
+        emb = base.get_input_embeddings().weight
+        ids = torch.tensor(model.alarm_token_ids, device=emb.device)
+        original = emb[ids].clone()
+        emb[ids] = model.alarm_embedding.weight.detach().to(emb.dtype)
+        try:
+            _suppress_alarm_ids(base, model)
+            base.save_pretrained(out, **kwargs)
+        finally:
+            emb[ids] = original
     (out / EXPORT_ALARM_DIR).mkdir(exist_ok=True)
     # an earlier export into the same folder: its alarm files must not outlive it
     for stale in (ALARM_HEADS_FILE, ALARM_CONFIG_FILE, EXPORT_HEADS_FILE, EXPORT_CALIBRATION_FILE):
         (out / stale).unlink(missing_ok=True)
-    heads = {k: v for k, v in model.alarm_state_dict().items() if not k.startswith("alarm_embedding")}
+    state = alarm_state if alarm_state is not None else model.alarm_state_dict()
+    heads = {k: v for k, v in state.items() if not k.startswith("alarm_embedding")}
     if heads:
         save_file(heads, str(out / EXPORT_HEADS_FILE), metadata={"format": "pt"})
     (out / CALIBRATION_FILE).unlink(missing_ok=True)

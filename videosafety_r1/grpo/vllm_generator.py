@@ -262,7 +262,7 @@ def build_vllm_generator(
         )
         logger.info("vLLM server %s, weight transport %s", url, transport)
     else:
-        export_dir = write_engine_export(model, processor, os.path.join(args.output_dir, "vllm-engine", f"rank{rank}"))
+        export_dir = _engine_export(model, processor, args.output_dir, rank)
         dtype = next(model.parameters()).dtype
         kwargs: dict[str, Any] = dict(
             dtype=str(dtype).removeprefix("torch."),
@@ -292,6 +292,24 @@ def build_vllm_generator(
     )
 
 
+def _engine_export(model: nn.Module, processor: Any, output_dir: str, rank: int) -> str:
+    """Colocate's start export: ``output_dir/vllm-engine/rank<i>``. Each process writes its own from its whole
+    weights; under ZeRO-3 all gather together, and the first process of each node writes one export that the
+    node's engines share (the folder is named by that process's rank)."""
+    from ..zero3 import any_partitioned
+
+    if not any_partitioned(model):
+        return write_engine_export(model, processor, os.path.join(output_dir, "vllm-engine", f"rank{rank}"))
+    from accelerate import PartialState
+
+    state = PartialState()
+    writer = state.process_index - state.local_process_index
+    folder = os.path.join(output_dir, "vllm-engine", f"rank{writer}")
+    return write_engine_export(
+        model, processor, folder, write=state.is_local_main_process, barrier=state.wait_for_everyone
+    )
+
+
 def _vllm_generation_kwargs(args: Any) -> dict[str, Any]:
     """TRL's sampling fields that vLLM takes under the same name."""
     extra = dict(getattr(args, "generation_kwargs", None) or {})
@@ -302,22 +320,41 @@ def _vllm_generation_kwargs(args: Any) -> dict[str, Any]:
     return extra
 
 
-def write_engine_export(model: nn.Module, processor: Any, out_dir: str | os.PathLike[str]) -> str:
-    """A plain export of ``model`` for the engine to start from (whole weights needed: not under ZeRO-3)."""
+def write_engine_export(
+    model: nn.Module, processor: Any, out_dir: str | os.PathLike[str], write: bool = True, barrier: Any = None
+) -> str:
+    """A plain export of ``model`` in ``out_dir`` for the engine to start from.
+
+    Under DeepSpeed ZeRO-3 every rank must call it: the weights are gathered module by module (collectives), as
+    for a weight push (:func:`~videosafety_r1.grpo.vllm_weights.engine_weights`), and copied to CPU on the ranks
+    with ``write`` (one per node, see :func:`build_vllm_generator`), which write the export; then every rank waits
+    at ``barrier`` (a callable) until it is written."""
     from ..alarm.io import export_plain_checkpoint
     from ..alarm.model import AlarmVideoLLM
     from ..zero3 import any_partitioned
 
-    if any_partitioned(model):
-        raise ValueError(
-            "use_vllm with vllm_mode='colocate' under DeepSpeed ZeRO-3 is not supported (the engine starts from a "
-            "plain export of whole weights): use vllm_mode='server' or ZeRO-2"
-        )
-    if isinstance(model, AlarmVideoLLM):
-        export_plain_checkpoint(model, processor, out_dir)
-    else:
-        model.save_pretrained(out_dir)
-        processor.save_pretrained(out_dir)
+    if not any_partitioned(model):
+        if isinstance(model, AlarmVideoLLM):
+            export_plain_checkpoint(model, processor, out_dir)
+        else:
+            model.save_pretrained(out_dir)
+            processor.save_pretrained(out_dir)
+        return str(out_dir)
+    weights: dict[str, torch.Tensor] = {}
+    for name, tensor in engine_weights(model):  # every rank: each module's gather is a collective
+        if write:
+            weights[name] = tensor.to("cpu")
+    alarm_state = model.alarm_state_dict() if isinstance(model, AlarmVideoLLM) else None  # a collective too
+    if write:
+        if isinstance(model, AlarmVideoLLM):
+            export_plain_checkpoint(model, processor, out_dir, weights=weights, alarm_state=alarm_state)
+        else:
+            getattr(model, "get_base_model", lambda: model)().save_pretrained(out_dir, state_dict=weights)
+            processor.save_pretrained(out_dir)
+        logger.info("vLLM engine export of the ZeRO-3 model written to %s", out_dir)
+    del weights
+    if barrier is not None:
+        barrier()
     return str(out_dir)
 
 

@@ -23,16 +23,20 @@ logger = logging.getLogger(__name__)
 @contextlib.contextmanager
 def merged_lora(model: nn.Module) -> Iterator[nn.Module]:
     """The transformers model under ``model`` (an ``AlarmVideoLLM``, a PEFT model or a plain one), with a LoRA
-    adapter merged into its base weights inside the block and unmerged after it (as TRL does for vLLM)."""
+    adapter merged into its base weights inside the block and unmerged after it (as TRL does for vLLM).
+
+    Under ZeRO-3 a merge needs whole weights: the whole model is gathered for the block (a collective, as TRL does),
+    and the merged values are dropped when it is partitioned again."""
     base = getattr(model, "base", model)  # AlarmVideoLLM -> its base
     if not hasattr(base, "peft_config"):
         yield base
         return
-    base.merge_adapter()
-    try:
-        yield base.get_base_model()
-    finally:
-        base.unmerge_adapter()
+    with gathered(list(model.parameters())) if any_partitioned(base) else contextlib.nullcontext():
+        base.merge_adapter()
+        try:
+            yield base.get_base_model()
+        finally:
+            base.unmerge_adapter()
 
 
 def _clean_name(name: str) -> str | None:
@@ -94,7 +98,9 @@ def _engine_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     with merged_lora(model) as plain:
         emb = plain.get_input_embeddings().weight
         ids = torch.tensor(getattr(model, "alarm_token_ids", []), dtype=torch.long, device=emb.device)
-        partitioned = any_partitioned(plain)
+        # under ZeRO-3 each module is gathered in turn; with LoRA the whole model already is (merged_lora)
+        partitioned = any_partitioned(plain) and not lora
+        copies = any_partitioned(plain) or lora
         for module, params in _module_params(plain):
             all_params = [p for _, p in module.named_parameters(recurse=False)]
             with gathered(all_params) if partitioned else contextlib.nullcontext():
@@ -106,4 +112,4 @@ def _engine_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
                             tensor[ids] = alarm.weight.detach().to(tensor.dtype)  # [2, H] rows baked in
                     # copies where the live tensor changes after the block: a merged LoRA weight is unmerged, a
                     # gathered ZeRO-3 parameter is released
-                    yield name, tensor.clone() if partitioned or lora else tensor
+                    yield name, tensor.clone() if copies else tensor
