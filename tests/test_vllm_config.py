@@ -1,5 +1,6 @@
-"""vLLM pieces that need no engine (main suite): config checks of TRL's vllm_* fields, the IS correction, seeds,
-engine inputs, the weight names the engine gets. The engine itself is tested in tests/vllm_engine/ (make test-vllm)."""
+"""vLLM pieces that need no engine (main suite): config checks of TRL's vllm_* fields and vllm_weight_transport, the
+IS correction, seeds, engine inputs, the weight names the engine gets, the weight-update group protocol over gloo
+(two threads). The engine itself is tested in tests/vllm_engine/ (make test-vllm)."""
 
 import math
 

@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from .vllm_transport import WORKER_EXTENSION, make_communicator, send_weights
+from .vllm_transport import WORKER_EXTENSION, make_communicator, send_weights, weight_spec
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class ServerEngine:
         return [[(s["token_ids"], s["logprobs"]) for s in per_prompt] for per_prompt in out["samples"]]
 
     def update_weights(self, weights: Any) -> None:
-        """Push ``weights`` (``engine_weights(model)``; the group transports need its ``specs()``)."""
+        """Push ``weights``: ``engine_weights(model)``, or any ``(name, tensor)`` pairs (read once up front then)."""
         if self.transport == "file":
             self._push_file(weights)
         else:
@@ -190,7 +190,11 @@ class ServerEngine:
     def _push_group(self, weights: Any) -> None:
         if self._group is None:
             self.init_communicator()
-        specs = weights.specs()
+        if hasattr(weights, "specs"):  # engine_weights: announced without reading the values
+            specs = weights.specs()
+        else:
+            weights = list(weights)
+            specs = [weight_spec(name, tensor) for name, tensor in weights]
         self._concurrently(
             "/update_named_params",
             {"specs": specs, "src": self._rank},
