@@ -4,7 +4,7 @@ Launch:
     python recipes/demo.py --out demo_out --seed 0
 
 Steps: the synthetic benchmark (videosafety_r1.data.synthetic; the seed changes it) and a tiny random Qwen2.5-VL
-(128 wide, 2 decoder layers; the seed changes its init), then AT-SFT alarm init -> ATC -> CoT cold start (recipes/at_sft.py) and Safety-GRPO
+(128 wide, 2 decoder layers; the seed changes its init) whose BPE tokenizer is trained on the training rows, then AT-SFT alarm init -> ATC -> CoT cold start (recipes/at_sft.py) and Safety-GRPO
 (recipes/grpo.py) with recipes/configs/demo/*.yaml plus command-line overrides (paths, seed). The base model and
 the ATC, CoT and GRPO checkpoints are evaluated on the held-out split (recipes/configs/demo/evaluate.yaml: clips
 and sentence frames never seen in training); the heads are Platt-calibrated on the separate calibration split.
@@ -22,6 +22,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE / "configs" / "demo"
 STAGES = ("base", "atc", "cot", "grpo")
+# BPE entries of the demo tokenizer, trained on the training rows: the longest CoT target is then about 50 tokens,
+# which the generation budgets in configs/demo (max_new_tokens, max_completion_length) are sized for.
+VOCAB_SIZE = 2048
 # Every config key the demo sets, in one place (renamed upstream -> rename here only).
 KEYS = {
     "model": "model_name_or_path",
@@ -55,15 +58,48 @@ def _recipe(script: str) -> object:
     return runpy.run_path(str(HERE / script), run_name="demo_step")["main"]
 
 
-def save_demo_model(path: Path, family: str, width: int, layers: int, seed: int) -> Path:
+def training_text(files: list[Path]) -> tuple[str, ...]:
+    """Every conversation turn of the given training JSONL files: the corpus the demo's tokenizer learns from
+    (never the held-out eval or calibration rows)."""
+    lines = []
+    for file in files:
+        for row in map(json.loads, file.read_text(encoding="utf-8").splitlines()):
+            lines += [turn["content"] for turn in row.get("conversation", [])]
+    return tuple(lines)
+
+
+def silence_unseen_tokens(model: object, tokenizer: object, corpus: tuple[str, ...]) -> int:
+    """Zero the input-embedding rows of tokens that never occur in the training conversations (chat template
+    included; special tokens kept) and return how many were zeroed.
+
+    Why: a pretrained model's embeddings all carry meaning, a random one's are noise. Rows never seen in training
+    get no gradient and keep that noise, and a quarter of the held-out queries' tokens (new words split into
+    pieces) would inject it. A zero row is a neutral token instead (RMSNorm maps it to zero)."""
+    import torch
+
+    seen = set(tokenizer.all_special_ids)
+    for line in corpus:
+        chat = [{"role": "user", "content": line}, {"role": "assistant", "content": line}]
+        seen.update(tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True)["input_ids"])
+    weight = model.get_input_embeddings().weight
+    unseen = torch.tensor(sorted(set(range(len(tokenizer))) - seen), dtype=torch.long)
+    with torch.no_grad():
+        weight[unseen] = 0.0
+    return len(unseen)
+
+
+def save_demo_model(
+    path: Path, family: str, width: int, layers: int, seed: int, vocab_size: int = 512, corpus: tuple[str, ...] = ()
+) -> Path:
     """A tiny random base model ``width`` wide with ``layers`` decoder layers (16-dim heads), saved with its
-    processor; the demo's model is wider than the test fixtures' 64 x 2."""
+    processor; the demo's model is wider than the test fixtures' 64 x 2. With a ``corpus``, its BPE tokenizer
+    (``vocab_size`` entries) is trained on it, so the five languages are words, not bytes."""
     import torch
     from transformers import AutoModelForImageTextToText
 
     from videosafety_r1.testing import tiny_config, tiny_processor
 
-    processor = tiny_processor(family)
+    processor = tiny_processor(family, vocab_size=vocab_size, corpus=corpus or None)
     config = tiny_config(family, processor.tokenizer)
     text = config.text_config
     text.hidden_size, text.intermediate_size, text.num_hidden_layers = width, 2 * width, layers
@@ -76,6 +112,8 @@ def save_demo_model(path: Path, family: str, width: int, layers: int, seed: int)
         model = AutoModelForImageTextToText.from_config(config)
     model.generation_config.pad_token_id = text.pad_token_id
     model.generation_config.eos_token_id = text.eos_token_id
+    if corpus:
+        silence_unseen_tokens(model, processor.tokenizer, corpus)
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
@@ -159,9 +197,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_out", help="folder for data, checkpoints, metrics and plots")
     parser.add_argument("--seed", type=int, default=0, help="changes the data, the model init and training")
-    parser.add_argument("--n", type=int, default=192, help="synthetic training clips (plus a quarter text-only rows)")
+    parser.add_argument("--n", type=int, default=480, help="synthetic training clips (plus a quarter text-only rows)")
     parser.add_argument("--n-eval", type=int, default=40, help="held-out clips per eval split (HH, SH, SafeQ)")
-    parser.add_argument("--safe-share", type=float, default=0.5, help="share of training rows with a helpful answer")
+    parser.add_argument("--safe-share", type=float, default=0.6, help="share of training rows with a helpful answer")
+    parser.add_argument("--text-share", type=float, default=0.25, help="text-only training rows per clip")
     parser.add_argument("--width", type=int, default=128, help="hidden size of the tiny model")
     parser.add_argument("--layers", type=int, default=2, help="decoder layers of the tiny model")
     parser.add_argument("--family", default="qwen2_5_vl", help="tiny model family")
@@ -187,9 +226,12 @@ def main(argv: list[str] | None = None) -> dict:
     from videosafety_r1.data import make_synthetic_dataset
 
     out, seed, start = Path(args.out), args.seed, time.time()
-    data = make_synthetic_dataset(out / "data", n=args.n, seed=seed, n_eval=args.n_eval, safe_share=args.safe_share)
+    data = make_synthetic_dataset(
+        out / "data", n=args.n, seed=seed, n_eval=args.n_eval, safe_share=args.safe_share, text_share=args.text_share
+    )
     if not args.from_stage:
-        save_demo_model(out / "base", args.family, args.width, args.layers, seed)
+        corpus = training_text([data["sft"], data["cot"]])
+        save_demo_model(out / "base", args.family, args.width, args.layers, seed, VOCAB_SIZE, corpus)
     print(
         f"[demo] seed {seed}: data in {out / 'data'} (held-out eval.jsonl, calibration.jsonl), base in {out / 'base'}"
     )

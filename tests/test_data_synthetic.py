@@ -194,3 +194,26 @@ def test_cli_make_synthetic_writes_40_rows_per_eval_split(tmp_path):
     for part in ("eval", "calibration"):
         splits = [r["split"] for r in rows(tmp_path / "s" / f"{part}.jsonl") if r["media"]]
         assert {s: splits.count(s) for s in set(splits)} == {"HH": 40, "SH": 40, "SafeQ": 40}
+
+
+def test_demo_tokenizer_learns_the_training_rows_only(dataset):
+    dataset, _ = dataset
+    """The demo's tokenizer is trained on the training conversations: their words become few tokens, while the
+    held-out rows are never read (a word only they contain stays split)."""
+    import runpy
+    from pathlib import Path
+
+    from videosafety_r1.testing import tiny_tokenizer
+
+    demo = runpy.run_path(str(Path(__file__).parents[1] / "recipes" / "demo.py"), run_name="demo_test")
+    corpus = demo["training_text"]([dataset["sft"], dataset["cot"]])
+    eval_queries = [json.loads(line)["query"] for line in dataset["eval"].read_text().splitlines()]
+    assert corpus and not set(eval_queries) & set(corpus)
+    default, trained = tiny_tokenizer(vocab_size=2048), tiny_tokenizer(vocab_size=2048, corpus=corpus)
+    targets = [json.loads(line)["conversation"][1]["content"] for line in dataset["cot"].read_text().splitlines()]
+    lengths = [(len(trained(t)["input_ids"]), len(default(t)["input_ids"])) for t in targets]
+    assert sum(a for a, _ in lengths) < 0.7 * sum(b for _, b in lengths)  # measured about 0.5 on the demo's data
+    target = targets[0]
+    assert trained.decode(trained(target)["input_ids"]) == target
+    assert len(trained("Zyxwvut")["input_ids"]) > 2  # unseen text falls back to bytes
+    assert trained.convert_tokens_to_ids("<|video_pad|>") == default.convert_tokens_to_ids("<|video_pad|>")

@@ -338,3 +338,20 @@ def test_recipe_help_lists_config_fields(recipe):
         assert flag in proc.stdout, (recipe, flag)
     if recipe != "evaluate":
         assert "--learning_rate" in proc.stdout and "--max_steps" in proc.stdout
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_vision_decides_whether_the_tower_trains(tmp_path, alarm_model, freeze):
+    from videosafety_r1.alarm.model import is_vision_parameter
+
+    model, _ = alarm_model
+    for stage in ("atc", "cot"):
+        model.apply_trainability(_config(tmp_path, stage=stage, freeze_vision=freeze).alarm_config(model.alarm_config))
+        vision = [p.requires_grad for n, p in model.base.named_parameters() if is_vision_parameter(n)]
+        assert vision and all(flag is (not freeze) for flag in vision)
+    model.apply_trainability(_config(tmp_path, stage="atc").alarm_config(model.alarm_config))
+
+
+def test_freeze_vision_false_with_lora_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="freeze_vision: false trains the whole vision tower"):
+        _config(tmp_path, freeze_vision=False, use_lora=True)

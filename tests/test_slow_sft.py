@@ -41,9 +41,9 @@ def test_heads_detect_harm_on_held_out_rows(demo):
         labels = np.array([getattr(r.labels, head) for r in records])
         area = auroc(labels, logits[head])
         print(f"{head} head AUROC on {len(records)} held-out rows: {area:.3f}")
-        # measured after ATC, seed 0: visual 1.00, textual 0.72 (harm words inside sentences never seen in training;
-        # 0.81 after CoT, docs/demo.md); chance is 0.5
-        assert area >= {"visual": 0.95, "textual": 0.65}[head], (head, area)
+        # measured after ATC, seeds 0/1/2: visual 1.00, textual 0.89/0.94/1.00 (harm words inside sentences never
+        # seen in training; docs/demo.md); chance is 0.5
+        assert area >= {"visual": 0.95, "textual": 0.80}[head], (head, area)
 
 
 def _workspace(tmp_path):

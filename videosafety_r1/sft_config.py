@@ -98,6 +98,10 @@ class ATSFTConfig(trl.SFTConfig):
     alarm_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the alarm vectors."})
     head_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the two heads."})
     alarm_init: str = field(default="zeros", metadata={"help": "Alarm vector init when tokens are new."})
+    freeze_vision: bool = field(
+        default=True,
+        metadata={"help": "Keep the vision tower and projector frozen (the paper); false trains them with the LLM."},
+    )
     # data
     train_file: list[str] | None = field(
         default=None, metadata={"help": "Training JSONL file(s) (canonical or published); several are concatenated."}
@@ -204,6 +208,11 @@ class ATSFTConfig(trl.SFTConfig):
             problems.append(f"on_bad_row must be error or skip, got {self.on_bad_row!r}")
         if self.on_existing_output not in ON_EXISTING_OUTPUT:
             problems.append(f"on_existing_output must be one of {ON_EXISTING_OUTPUT}, got {self.on_existing_output!r}")
+        if not self.freeze_vision and self.use_lora:
+            problems.append(
+                "freeze_vision: false trains the whole vision tower, which LoRA leaves frozen; with use_lora, put the "
+                "vision modules in lora_target_modules instead"
+            )
         if min(self.lambda_visual, self.lambda_textual) < 0:
             problems.append("lambda_visual and lambda_textual must be >= 0")
         if not self.video_fps > 0:
@@ -225,6 +234,7 @@ class ATSFTConfig(trl.SFTConfig):
     def alarm_config(self, base: AlarmConfig | None = None) -> AlarmConfig:
         """The AlarmConfig this stage trains with (token strings and placement kept from `base`)."""
         cfg = AlarmConfig(**{**(base.to_dict() if base else {}), "init": self.alarm_init})
+        cfg.freeze_vision = self.freeze_vision
         for key, value in _STAGE_SWITCHES[self.stage].items():
             setattr(cfg, key, value)
         cfg.train_llm = not self.use_lora

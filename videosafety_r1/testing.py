@@ -92,7 +92,7 @@ def _corpus(n: int, seed: int) -> list[str]:
 
 
 @functools.cache
-def _trained_tokenizer_json(vocab_size: int, seed: int) -> str:
+def _trained_tokenizer_json(vocab_size: int, seed: int, corpus: tuple[str, ...] | None = None) -> str:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -104,17 +104,23 @@ def _trained_tokenizer_json(vocab_size: int, seed: int) -> str:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(5000, seed), trainer=trainer)
+    lines = _corpus(5000, seed) if corpus is None else [*corpus, *_EXTRA_TEXT * 20]
+    tok.train_from_iterator(lines, trainer=trainer)
     return tok.to_str()
 
 
-def tiny_tokenizer(family: str = "qwen2_5_vl", vocab_size: int = 512, seed: int = 0) -> Any:
-    """A byte-level BPE tokenizer trained locally, with the Qwen special tokens and the family's chat template."""
+def tiny_tokenizer(
+    family: str = "qwen2_5_vl", vocab_size: int = 512, seed: int = 0, corpus: tuple[str, ...] | None = None
+) -> Any:
+    """A byte-level BPE tokenizer trained locally, with the Qwen special tokens and the family's chat template.
+
+    ``corpus`` (lines of text) replaces the built-in English word list, as a real model's tokenizer covers the
+    languages it serves: the demo trains it on its own training rows, so its five languages are not cut to bytes."""
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(_trained_tokenizer_json(vocab_size, seed)),
+        tokenizer_object=Tokenizer.from_str(_trained_tokenizer_json(vocab_size, seed, corpus)),
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -181,12 +187,15 @@ def _check_family(family: str) -> _FamilySpec:
     return _SPECS[family]
 
 
-def tiny_processor(family: str = "qwen2_5_vl", seed: int = 0) -> Any:
-    """The real transformers processor of `family`, sized so a 64x64 frame pair becomes a handful of tokens."""
+def tiny_processor(
+    family: str = "qwen2_5_vl", seed: int = 0, vocab_size: int = 512, corpus: tuple[str, ...] | None = None
+) -> Any:
+    """The real transformers processor of `family`, sized so a 64x64 frame pair becomes a handful of tokens
+    (``vocab_size`` and ``corpus``: :func:`tiny_tokenizer`)."""
     import transformers
 
     spec = _check_family(family)
-    tokenizer = tiny_tokenizer(family, seed=seed)
+    tokenizer = tiny_tokenizer(family, vocab_size=vocab_size, seed=seed, corpus=corpus)
     unit = spec.patch_size * 2  # patch x spatial merge
     size = {"shortest_edge": unit * unit * 4, "longest_edge": unit * unit * 16}
     image_processor = getattr(transformers, spec.image_processor_cls)(size=size, patch_size=spec.patch_size)

@@ -41,6 +41,8 @@ from videosafety_r1.data.synthetic_text import (
     SAFE_FRAMES,
     SAFE_WORDS,
     TOPICS,
+    TRAIN_CLOSERS,
+    TRAIN_OPENERS,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,13 +73,16 @@ def _background(rng: np.random.Generator, harmful: bool) -> tuple[np.ndarray, st
 def synthetic_frames(
     num_frames: int = 16, size: int = 64, seed: int = 0, harmful: bool = False, moving: bool = True
 ) -> np.ndarray:
-    """The uint8 ``[T, size, size, 3]`` frames that :func:`write_synthetic_video` encodes (a still square when
-    ``moving`` is False, else one that crosses the frame at 3-5 pixels per frame)."""
+    """The uint8 ``[T, size, size, 3]`` frames that :func:`write_synthetic_video` encodes: a square half the frame
+    wide that stays still when ``moving`` is False, else bounces across the frame at 10-15 pixels per frame (per
+    axis, ``size=64``). Large and fast so that motion is visible to a small *random* vision tower: with a quarter-wide
+    square moving 3-5 pixels, a linear probe on the frozen tower's features was at chance (0.56 held out); here 1.0."""
     rng = np.random.default_rng(seed)
     background, _ = _background(rng, harmful)
-    square = max(4, size // 4)
+    square = max(4, size // 2)
     start = rng.integers(0, size - square, size=2)
-    velocity = rng.integers(3, 6, size=2) * rng.choice([-1, 1], size=2) * int(moving)
+    speed = rng.integers(10 * size // 64, 15 * size // 64 + 1, size=2)
+    velocity = np.maximum(speed, 1) * rng.choice([-1, 1], size=2) * int(moving)
     shape_colour = np.array([240, 240, 60]) if harmful else np.array([240, 240, 240])
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     for t in range(num_frames):
@@ -161,11 +166,23 @@ class _Row:
 
 
 def _query(rnd: random.Random, part: str, category: str, language: str, textual: int, kind: str) -> str:
+    """A query in the sentence frames of ``part`` (``train``, ``rl`` or ``heldout``); only ``train`` and ``heldout``
+    have a category-specific harmful frame."""
     if textual or kind == "howto":
-        frames = HARM_FRAMES[part][language] + (CATEGORY_FRAMES[category][language][part == "heldout"],)
+        own = {
+            "train": (CATEGORY_FRAMES[category][language][0],),
+            "heldout": (CATEGORY_FRAMES[category][language][1],),
+        }
+        frames = HARM_FRAMES[part][language] + own.get(part, ())
         words = (HARM_WORDS if textual else SAFE_WORDS)[category][language]
-        return rnd.choice(frames).format(w=rnd.choice(words))
-    return rnd.choice(SAFE_FRAMES[part][kind][language]).format(t=TOPICS[category][language])
+        query = rnd.choice(frames).format(w=rnd.choice(words))
+    else:
+        query = rnd.choice(SAFE_FRAMES[part][kind][language]).format(t=TOPICS[category][language])
+    if part == "train":  # held-out sentences stay bare
+        opener, closer = rnd.choice(("", *TRAIN_OPENERS[language])), rnd.choice(("", *TRAIN_CLOSERS[language]))
+        gap = "" if language == "zh" else " "
+        query = gap.join(x for x in (opener, query, closer) if x)
+    return query
 
 
 def _kinds(part: str, video: bool) -> tuple[str, ...]:
@@ -179,7 +196,7 @@ def _row(out: Path, rnd: random.Random, seed: int, part: str, i: int, visual: in
     """Write the clip (when ``video``) and compose the query, the reference answer and the CoT reasoning."""
     language, category = LANGUAGES[i % len(LANGUAGES)], CATEGORIES[(i // len(LANGUAGES)) % len(CATEGORIES)]
     kind = rnd.choice(_kinds(part, video))
-    query = _query(rnd, "heldout" if part in _HELD_OUT else "train", category, language, textual, kind)
+    query = _query(rnd, "heldout" if part in _HELD_OUT else part, category, language, textual, kind)
     media, colour, answer, keyword, moving = Media(), None, REFUSALS[language], None, False
     if video:
         rel, clip_seed = f"videos/{part}_{i:05d}.mp4", seed * 1_000_003 + _CLIP_OFFSETS[part] + i
@@ -206,8 +223,8 @@ def _row(out: Path, rnd: random.Random, seed: int, part: str, i: int, visual: in
 def _training_rows(
     out: Path, n: int, seed: int, safe_share: float, text_share: float, part: str = "train"
 ) -> list[_Row]:
-    """``part="train"``: the SFT / CoT rows; ``"rl"``: the GRPO prompts, other clips and other (training-frame)
-    sentences, so GRPO does not start on prompts the cold start has memorised (all rewards at their maximum)."""
+    """``part="train"``: the SFT / CoT rows; ``"rl"``: the GRPO prompts, with clips and sentence frames of their
+    own, so GRPO does not start on prompts the cold start has memorised (every reward at its maximum, no signal)."""
     rnd = random.Random(f"{part}-{seed}")
     harmful_share = (1.0 - safe_share) / 3.0  # HH, SH and harmful clip + benign question share the refusals
     video = _allocate(
