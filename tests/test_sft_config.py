@@ -352,6 +352,24 @@ def test_freeze_vision_decides_whether_the_tower_trains(tmp_path, alarm_model, f
     model.apply_trainability(_config(tmp_path, stage="atc").alarm_config(model.alarm_config))
 
 
+def test_freeze_vision_is_saved_and_kept_by_the_next_stage(tmp_path, alarm_model):
+    """The choice travels in alarm_config.json: a checkpoint trained with freeze_vision: false loads (as GRPO loads
+    it) with a trainable tower, the default one with a frozen tower (docs/grpo.md, "Vision tower once")."""
+    from videosafety_r1.alarm import load_pretrained, save_pretrained
+    from videosafety_r1.alarm.model import is_vision_parameter
+
+    model, processor = alarm_model
+    try:
+        for freeze in (False, True):
+            model.apply_trainability(_config(tmp_path, freeze_vision=freeze).alarm_config(model.alarm_config))
+            save_pretrained(model, tmp_path / f"ckpt{freeze}", processor)
+            loaded, _ = load_pretrained(tmp_path / f"ckpt{freeze}")
+            vision = [p.requires_grad for n, p in loaded.base.named_parameters() if is_vision_parameter(n)]
+            assert vision and all(flag is (not freeze) for flag in vision), freeze
+    finally:
+        model.apply_trainability(_config(tmp_path, stage="atc").alarm_config(model.alarm_config))
+
+
 def test_freeze_vision_false_with_lora_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="freeze_vision: false trains the whole vision tower"):
+    with pytest.raises(ValueError, match="freeze_vision: false trains the whole vision tower.*use_lora: false"):
         _config(tmp_path, freeze_vision=False, use_lora=True)

@@ -100,7 +100,10 @@ class ATSFTConfig(trl.SFTConfig):
     alarm_init: str = field(default="zeros", metadata={"help": "Alarm vector init when tokens are new."})
     freeze_vision: bool = field(
         default=True,
-        metadata={"help": "Keep the vision tower and projector frozen (the paper); false trains them with the LLM."},
+        metadata={
+            "help": "Keep the vision tower and projector frozen (the paper); false trains them with the LLM. Saved "
+            "in alarm_config.json: later stages loading the checkpoint (GRPO) keep the choice."
+        },
     )
     # data
     train_file: list[str] | None = field(
@@ -210,8 +213,8 @@ class ATSFTConfig(trl.SFTConfig):
             problems.append(f"on_existing_output must be one of {ON_EXISTING_OUTPUT}, got {self.on_existing_output!r}")
         if not self.freeze_vision and self.use_lora:
             problems.append(
-                "freeze_vision: false trains the whole vision tower, which LoRA leaves frozen; with use_lora, put the "
-                "vision modules in lora_target_modules instead"
+                "freeze_vision: false trains the whole vision tower, but use_lora trains adapters only (on the "
+                "lora_target_modules, LLM modules); set use_lora: false to train the tower"
             )
         if min(self.lambda_visual, self.lambda_textual) < 0:
             problems.append("lambda_visual and lambda_textual must be >= 0")
