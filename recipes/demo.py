@@ -197,7 +197,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_out", help="folder for data, checkpoints, metrics and plots")
     parser.add_argument("--seed", type=int, default=0, help="changes the data, the model init and training")
-    parser.add_argument("--n", type=int, default=480, help="synthetic training clips (plus a quarter text-only rows)")
+    parser.add_argument(
+        "--n", type=int, default=480, help="synthetic training clips (plus --text-share text-only rows per clip)"
+    )
     parser.add_argument("--n-eval", type=int, default=40, help="held-out clips per eval split (HH, SH, SafeQ)")
     parser.add_argument("--safe-share", type=float, default=0.6, help="share of training rows with a helpful answer")
     parser.add_argument("--text-share", type=float, default=0.25, help="text-only training rows per clip")

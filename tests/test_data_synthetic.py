@@ -197,9 +197,9 @@ def test_cli_make_synthetic_writes_40_rows_per_eval_split(tmp_path):
 
 
 def test_demo_tokenizer_learns_the_training_rows_only(dataset):
-    dataset, _ = dataset
     """The demo's tokenizer is trained on the training conversations: their words become few tokens, while the
     held-out rows are never read (a word only they contain stays split)."""
+    dataset, _ = dataset
     import runpy
     from pathlib import Path
 
@@ -217,3 +217,70 @@ def test_demo_tokenizer_learns_the_training_rows_only(dataset):
     assert trained.decode(trained(target)["input_ids"]) == target
     assert len(trained("Zyxwvut")["input_ids"]) > 2  # unseen text falls back to bytes
     assert trained.convert_tokens_to_ids("<|video_pad|>") == default.convert_tokens_to_ids("<|video_pad|>")
+
+
+def _frame_sets():
+    """Every sentence frame of each part (``train``, ``rl``, ``heldout``), harmful and safe, all languages."""
+    from videosafety_r1.data.synthetic_text import CATEGORY_FRAMES, HARM_FRAMES, SAFE_FRAMES
+
+    sets = {}
+    for part in ("train", "rl", "heldout"):
+        frames = {f for by_lang in HARM_FRAMES[part].values() for f in by_lang}
+        frames |= {f for kind in SAFE_FRAMES[part].values() for by_lang in kind.values() for f in by_lang}
+        if part != "rl":  # each category has one training and one held-out frame of its own
+            frames |= {pair[part == "heldout"] for by_lang in CATEGORY_FRAMES.values() for pair in by_lang.values()}
+        sets[part] = frames
+    return sets
+
+
+def test_the_three_frame_sets_are_disjoint_and_only_training_queries_get_openers():
+    from videosafety_r1.data.synthetic_text import TRAIN_CLOSERS, TRAIN_OPENERS
+
+    sets = _frame_sets()
+    assert all(sets.values())
+    assert not sets["train"] & sets["rl"] and not sets["train"] & sets["heldout"] and not sets["rl"] & sets["heldout"]
+    extras = {x for table in (TRAIN_OPENERS, TRAIN_CLOSERS) for by_lang in table.values() for x in by_lang}
+    assert not [(x, f) for x in extras for f in sets["rl"] | sets["heldout"] if x in f]
+
+
+def test_no_held_out_query_occurs_in_any_training_file(dataset):
+    """Held out means held out: no eval or calibration query is (part of) an SFT, CoT or GRPO prompt, and GRPO's
+    prompts are not (part of) a cold-start prompt."""
+    paths, _ = dataset
+    user = {name: "\n".join(r["conversation"][0]["content"] for r in rows(paths[name])) for name in ("sft", "cot")}
+    user["grpo"] = "\n".join(r["problem"] for r in rows(paths["grpo"]))
+    for part in ("eval", "calibration"):
+        queries = [r["query"] for r in rows(paths[part])]
+        assert queries and all(queries)
+        for name, text in user.items():
+            assert not [q for q in queries if q in text], (part, name)
+    problems = [r["problem"] for r in rows(paths["grpo"])]
+    assert problems and not [p for p in problems if p in user["sft"]]
+
+
+def test_demo_silences_exactly_the_tokens_the_training_rows_never_use(dataset):
+    """recipes/demo.py zeroes the embedding rows of tokens absent from the training conversations (special tokens
+    kept) and leaves every other row as it was; held-out-only words are among the zeroed ones."""
+    import runpy
+    from pathlib import Path
+
+    import torch
+
+    from videosafety_r1.testing import tiny_config, tiny_processor
+
+    paths, _ = dataset
+    demo = runpy.run_path(str(Path(__file__).parents[1] / "recipes" / "demo.py"), run_name="demo_test")
+    corpus = demo["training_text"]([paths["sft"], paths["cot"]])
+    tokenizer = tiny_processor(vocab_size=2048, corpus=corpus).tokenizer
+    embedding = torch.nn.Embedding(tiny_config(tokenizer=tokenizer).text_config.vocab_size, 8)
+    model = torch.nn.Module()
+    model.get_input_embeddings = lambda: embedding
+    before = embedding.weight.detach().clone()
+    zeroed = demo["silence_unseen_tokens"](model, tokenizer, corpus)
+    rows_zero = (embedding.weight == 0).all(dim=1)
+    assert 0 < zeroed == int(rows_zero[: len(tokenizer)].sum())
+    kept = ~rows_zero
+    assert torch.equal(embedding.weight[kept], before[kept])
+    seen = tokenizer(corpus[0])["input_ids"] + list(tokenizer.all_special_ids)
+    assert not rows_zero[seen].any()
+    assert rows_zero[tokenizer("Zyxwvut qqqq")["input_ids"]].any()  # text no training row has

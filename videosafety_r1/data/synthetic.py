@@ -285,7 +285,8 @@ def make_synthetic_dataset(
     """Write the synthetic benchmark to ``out_dir`` and return the paths by name.
 
     Training: ``n`` clips plus ``round(n * text_share)`` text-only rows, written as ``sft`` and ``cot``, and as
-    many GRPO prompts (``grpo``) with clips and sentences of their own (same frames and words); a share ``safe_share`` of them has a helpful reference, the rest a refusal (split evenly over HH, SH
+    many GRPO prompts (``grpo``) with clips and sentence frames of their own (the ``rl`` frames; the training harm
+    words); a share ``safe_share`` of them has a helpful reference, the rest a refusal (split evenly over HH, SH
     and harmful clip + benign question). Held out: ``eval`` and ``calibration``, each ``n_eval`` clips per VSE split
     (HH, SH, SafeQ) plus ``n_eval // 2`` text-only SafeQ rows; eval rows carry ``reference`` and
     ``reference_keyword`` (the colour or motion word a helpful answer names). Languages cycle row by row and
