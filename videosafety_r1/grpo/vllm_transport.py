@@ -122,11 +122,14 @@ def make_communicator(
     if backend == "gloo":
         return GlooCommunicator(host, port, rank, world_size, timeout)
     if backend == "nccl":
-        return NcclCommunicator(host, port, rank, world_size, device if device is not None else "cuda", timeout)
+        if device is None:  # NCCL sends from a GPU: this process's current one
+            device = torch.device("cuda", torch.cuda.current_device())
+        return NcclCommunicator(host, port, rank, world_size, device, timeout)
     raise ValueError(f"weight-update group backend must be one of {GROUP_BACKENDS}, got {backend!r}")
 
 
 def weight_spec(name: str, tensor: torch.Tensor) -> WeightSpec:
+    """The announcement of one tensor: what a receiver allocates before the broadcast fills it."""
     return name, str(tensor.dtype).removeprefix("torch."), list(tensor.shape)
 
 
