@@ -14,9 +14,10 @@ pytestmark = pytest.mark.vllm
 SAMPLING = dict(use_vllm=True, bf16=False, max_completion_length=8, temperature=0.7, top_p=1.0)
 
 
-def even_share(completion_ids, **kwargs):
-    """Share of even token ids: varies within each group, so every step has non-zero advantages."""
-    return [sum(t % 2 == 0 for t in ids) / max(len(ids), 1) for ids in completion_ids]
+def mean_token_id(completion_ids, **kwargs):
+    """Mean token id of the completion (a continuous value: two samples of a group tie only if they hold the same
+    ids, so every step has non-zero advantages; a share of even ids tied often enough to zero a whole step)."""
+    return [sum(ids) / max(len(ids), 1) / 1000 for ids in completion_ids]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def setup(tmp_path_factory, make_blocked_logits_large):
     return root, records, generator, fresh_model
 
 
-def _trainer(setup, out, model=None, processor=None, **overrides):
+def _trainer(setup, out, model=None, processor=None, dataset=None, **overrides):
     from videosafety_r1.grpo.trainer import VideoGRPOTrainer
     from videosafety_r1.testing import tiny_grpo_config
 
@@ -60,9 +61,9 @@ def _trainer(setup, out, model=None, processor=None, **overrides):
     trainer = VideoGRPOTrainer(
         model,
         config,
-        train_dataset=records,
+        train_dataset=records if dataset is None else dataset,
         processing_class=processor,
-        reward_funcs=[even_share],
+        reward_funcs=[mean_token_id],
         generator=generator,
     )
 
@@ -133,9 +134,10 @@ def test_b_engine_follows_the_policy_after_an_optimiser_step(setup, tmp_path):
     from videosafety_r1.grpo.vllm_generator import collate_with_media
 
     root, records, generator, _ = setup
-    trainer = _trainer(setup, tmp_path, max_steps=1, learning_rate=5e-2)
+    videos = [r for r in records if r.media.type == "video"]  # the video path is the one under test
+    trainer = _trainer(setup, tmp_path, dataset=videos, max_steps=1, learning_rate=5e-2)
     model = trainer.model
-    item, prompt = collate_with_media(trainer.prompt_collator, records[1], trainer.tokenizer)
+    item, prompt = collate_with_media(trainer.prompt_collator, videos[0], trainer.tokenizer)
     completion = trainer.tokenizer("a red square is moving", add_special_tokens=False)["input_ids"]
 
     def engine_scores():
