@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--until", choices=("atc", "cot", "grpo"), default="grpo", help="last stage to train")
     parser.add_argument("--from-stage", choices=("atc", "cot", "grpo"), help="reuse earlier stages already in --out")
     args = parser.parse_args(argv)
+    check_args(parser, args)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -247,6 +248,23 @@ def main(argv: list[str] | None = None) -> dict:
     print(stage_table(stages))
     print(f"[demo] finished in {time.time() - start:.0f} s; {out / 'summary.json'}, {out / 'dsr_vs_frr.png'}")
     return summary
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse bad values before any data is written (``parser.error``: one line, exit 2)."""
+    if args.n < 1 or args.n_eval < 1:
+        parser.error(f"--n and --n-eval must be at least 1, got {args.n} and {args.n_eval}")
+    if not 0.0 <= args.safe_share <= 1.0 or args.text_share < 0:
+        parser.error(f"need 0 <= --safe-share <= 1 and --text-share >= 0, got {args.safe_share}, {args.text_share}")
+    if args.width < 32 or args.width % 32 or args.layers < 1:
+        parser.error(
+            f"--width must be a multiple of 32 (16-dim heads) and --layers >= 1, got {args.width}, {args.layers}"
+        )
+    for stage, _ in args.stage_args:
+        if stage not in ("alarm_init", "atc", "cot", "grpo"):
+            parser.error(f"--stage-args: unknown stage {stage!r}; expected alarm_init, atc, cot or grpo")
+    if args.from_stage and STAGES.index(args.from_stage) > STAGES.index(args.until):
+        parser.error(f"--from-stage {args.from_stage} comes after --until {args.until}: nothing to train")
 
 
 def train_stages(args: argparse.Namespace, out: Path, data: dict) -> dict[str, Path]:

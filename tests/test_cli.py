@@ -89,3 +89,24 @@ def test_validate_decodes_videos_as_training_will(tmp_path, capsys):
     assert main(["validate-data", str(data), "--video-backend", "decord"]) == 1  # training with decord: tiny fails
     assert f"{data}:1: media.path:" in capsys.readouterr().out
     assert main(["validate-data", str(data), "--video-fps", "0"]) == 2
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--n", "0"], "--n and --n-eval must be at least 1"),
+        (["--safe-share", "2"], "--safe-share"),
+        (["--width", "48"], "--width must be a multiple of 32"),
+        (["--stage-args", "bogus", "x"], "unknown stage 'bogus'"),
+        (["--from-stage", "grpo", "--until", "atc"], "nothing to train"),
+    ],
+)
+def test_demo_refuses_bad_options_before_writing_anything(tmp_path, capsys, argv, message):
+    import runpy
+    from pathlib import Path
+
+    demo = runpy.run_path(str(Path(__file__).parents[1] / "recipes" / "demo.py"), run_name="demo_test")["main"]
+    with pytest.raises(SystemExit) as exit_info:
+        demo(["--out", str(tmp_path / "out"), *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
