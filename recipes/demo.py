@@ -206,7 +206,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--width", type=int, default=128, help="hidden size of the tiny model")
     parser.add_argument("--layers", type=int, default=2, help="decoder layers of the tiny model")
     parser.add_argument("--family", default="qwen2_5_vl", help="tiny model family")
-    parser.add_argument("--rewards", nargs="+", default=None, help="GRPO reward_funcs (default: grpo.yaml's)")
+    parser.add_argument(
+        "--rewards",
+        nargs="+",
+        default=None,
+        help="GRPO reward_funcs (default: grpo.yaml's); registry names or package.module:function",
+    )
     parser.add_argument(
         "--stage-args",
         nargs=2,
@@ -260,6 +265,14 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(
             f"--width must be a multiple of 32 (16-dim heads) and --layers >= 1, got {args.width}, {args.layers}"
         )
+    if args.rewards:
+        from videosafety_r1.rewards import resolve_reward
+
+        for name in args.rewards:
+            try:
+                resolve_reward(name)
+            except KeyError as err:
+                parser.error(f"--rewards: {err.args[0]}")
     for stage, _ in args.stage_args:
         if stage not in ("alarm_init", "atc", "cot", "grpo"):
             parser.error(f"--stage-args: unknown stage {stage!r}; expected alarm_init, atc, cot or grpo")

@@ -99,6 +99,8 @@ def test_validate_decodes_videos_as_training_will(tmp_path, capsys):
         (["--width", "48"], "--width must be a multiple of 32"),
         (["--stage-args", "bogus", "x"], "unknown stage 'bogus'"),
         (["--from-stage", "grpo", "--until", "atc"], "nothing to train"),
+        (["--rewards", "format", "nope"], "--rewards: unknown reward 'nope'; registered: ['accuracy', 'dra_rouge'"),
+        (["--rewards", "my_lab_missing.rewards:f"], "cannot import module 'my_lab_missing.rewards'"),
     ],
 )
 def test_demo_refuses_bad_options_before_writing_anything(tmp_path, capsys, argv, message):

@@ -284,6 +284,20 @@ def test_reward_kwargs_from_yaml(tmp_path, user_rewards):
     assert config.reward_kwargs_for("my_lab.rewards:length_bonus") == {"scale": 0.5, "cap": 3}
 
 
+def test_grpo_recipe_refuses_an_unknown_reward_before_model_or_data(tmp_path, capsys):
+    """recipes/grpo.py: an unknown reward name is a usage error (exit 2) at config parse, before the (here missing)
+    model and data are touched and before the output folder exists."""
+    import runpy
+
+    main = runpy.run_path(str(ROOT / "recipes" / "grpo.py"), run_name="grpo_test")["main"]
+    argv = ["--config", str(ROOT / "recipes" / "configs" / "demo" / "grpo.yaml"), "--reward_funcs", "format", "nope"]
+    argv += ["--model_name_or_path", str(tmp_path / "no-model"), "--train_file", str(tmp_path / "no.jsonl")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--output_dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and "unknown reward 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_reward_in_yaml_fails_before_any_model_loads(tmp_path, user_rewards):
     from videosafety_r1.config import load_config
 
