@@ -1,5 +1,6 @@
 """The videosafety-r1 CLI: exit codes 0 (clean), 1 (problems), 2 (usage) and make-synthetic."""
 
+import importlib.util
 import json
 
 import pytest
@@ -112,3 +113,20 @@ def test_demo_refuses_bad_options_before_writing_anything(tmp_path, capsys, argv
         demo(["--out", str(tmp_path / "out"), *argv])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
+def test_vllm_serve_without_vllm_names_the_extra(tmp_path):
+    """The base install has no vLLM: `videosafety-r1 vllm-serve` says which extra to install (exit 2), no traceback."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "videosafety_r1.cli", "vllm-serve", "--model", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2, run.stderr
+    assert 'pip install "videosafety-r1[vllm]"' in run.stdout and "vllm" in run.stdout.split("needs")[1]
+    assert "Traceback" not in run.stderr

@@ -1,7 +1,8 @@
 """The ``videosafety-r1`` command: ``validate-data``, ``make-synthetic`` (docs/data.md), ``predict-harm``
 (docs/evaluation.md), ``vllm-serve`` (docs/grpo.md).
 
-Exit codes: 0 clean, 1 problems found, 2 usage error (bad arguments, missing file or data root).
+Exit codes: 0 clean, 1 problems found, 2 usage error (bad arguments, missing file or data root, or ``vllm-serve``
+without the ``vllm`` extra installed).
 """
 
 from __future__ import annotations
@@ -119,8 +120,13 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 
 
 def _vllm_serve(args: argparse.Namespace) -> int:
-    from videosafety_r1.grpo.vllm_server import serve
+    from videosafety_r1.grpo.vllm_server import check_server_modules, serve
 
+    try:
+        check_server_modules()
+    except ImportError as err:
+        _write(f"error: {err}")
+        return EXIT_USAGE
     if not Path(args.model).is_dir():
         _write(f"error: not found: {args.model}")
         return EXIT_USAGE

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import importlib.util
 import logging
 import shutil
 import threading
@@ -38,6 +39,18 @@ import numpy as np
 from .vllm_transport import WORKER_EXTENSION, make_communicator, send_weights, weight_spec
 
 logger = logging.getLogger(__name__)
+
+# what serve() imports: vLLM and the HTTP stack it ships with; all come with the optional extra below
+SERVER_MODULES = ("vllm", "fastapi", "uvicorn")
+SERVER_EXTRA = 'pip install "videosafety-r1[vllm]"'
+
+
+def check_server_modules() -> None:
+    """Raise ``ImportError`` naming the missing modules and the optional extra that installs them, instead of a
+    bare ``ModuleNotFoundError`` from deep inside :func:`serve` (the base install has no vLLM)."""
+    missing = [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(f"vllm-serve needs {', '.join(missing)}, not installed: {SERVER_EXTRA}")
 
 
 # --- wire format ----------------------------------------------------------------------------------------------
@@ -290,6 +303,7 @@ def build_app(llm: Any) -> Any:
 
 def serve(model: str, host: str = "0.0.0.0", port: int = 8000, **engine_kwargs: Any) -> None:
     """Start the engine on ``model`` (a plain export) and serve it until interrupted."""
+    check_server_modules()
     import uvicorn
     from vllm import LLM
 
