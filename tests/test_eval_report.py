@@ -157,3 +157,36 @@ def test_failed_judge_items_are_pending_for_the_judge(tmp_path):
     assert read_done_ids(path) == {"ok", "bad"} and read_judge_pending(path) == {}
     assert latest["bad"]["refused"] is True and latest["bad"]["judge_error"] is None  # judged on the answer span
     assert latest["bad"]["completion"].startswith("<think>x") and len(read_samples(path)) == 3
+
+
+@pytest.mark.parametrize(
+    "points, expected",
+    [
+        # identical points (ATC and CoT often both end at DSR 1, FRR 0): one combined label
+        (
+            [("base", 0.2, 0.05), ("atc", 1.0, 0.0), ("cot", 1.0, 0.0), ("grpo", 0.9, 0.1)],
+            ["base", "atc, cot", "grpo"],
+        ),
+        ([("atc", 0.5, 0.5), ("cot", 0.5, 0.5), ("grpo", 0.5, 0.5)], ["atc, cot, grpo"]),
+        # nearly coinciding, but visibly two points: two labels, moved apart
+        ([("atc", 0.5, 0.5), ("cot", 0.52, 0.52)], ["atc", "cot"]),
+        ([("a", 0.3, 0.3), ("b", 0.3, 0.32), ("c", 0.32, 0.3), ("d", 0.31, 0.31)], ["a", "b", "c", "d"]),
+    ],
+)
+def test_dsr_vs_frr_labels_never_overlap(tmp_path, monkeypatch, points, expected):
+    """Every label of dsr_vs_frr.png is its own readable text: coinciding points share one label, near ones are
+    moved apart (checked on the saved layout's pixel boxes)."""
+    from matplotlib.text import Text
+
+    from videosafety_r1.evaluation import plots
+
+    figures = []
+    monkeypatch.setattr(plots.plt, "close", figures.append)  # keep the saved figure to inspect it
+    rows = [{"label": label, "dsr": dsr, "frr": frr} for label, dsr, frr in points]
+    plot_dsr_vs_frr(rows, tmp_path / "dsr_vs_frr.png")
+    (fig,) = figures
+    renderer = fig.canvas.get_renderer()
+    texts = fig.axes[0].texts
+    assert [t.get_text() for t in texts] == expected
+    boxes = [Text.get_window_extent(t, renderer) for t in texts]  # the text alone, without its leader line
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])

@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from .alarm_metrics import auroc, roc_curve  # noqa: E402
 
@@ -74,20 +75,77 @@ def plot_roc_curves(heads: Mapping[str, tuple[Sequence[int], Sequence[float]]], 
     return _save(fig, path)
 
 
+def _coinciding_groups(
+    points: Sequence[Mapping[str, Any]], xs: Sequence[float], ys: Sequence[float], tol: float
+) -> list[tuple[float, float, list[str]]]:
+    """Points within ``tol`` of an earlier one in both axes share its label slot: ``(x, y, labels)`` in order."""
+    groups: list[tuple[float, float, list[str]]] = []
+    for p, x, y in zip(points, xs, ys):
+        label = str(p.get("label", ""))
+        for gx, gy, labels in groups:
+            if abs(gx - x) <= tol and abs(gy - y) <= tol:
+                labels.append(label)
+                break
+        else:
+            groups.append((x, y, [label]))
+    return groups
+
+
+def _label_offsets(tries: int) -> list[tuple[int, int, str]]:
+    """Where a point's label may go, nearest first: ``(dx, dy, ha)`` in points, above/below and right/left of it."""
+    return [
+        (dx, dy, ha)
+        for line in range(tries)
+        for dy in (4 + 10 * line, -12 - 10 * line)
+        for dx, ha in ((4, "left"), (-4, "right"))
+    ]
+
+
 def plot_dsr_vs_frr(points: Sequence[Mapping[str, Any]], path: str | os.PathLike, split: str = "HH") -> Path:
     """Safety against over-refusal across checkpoints: each point ``{"label", "dsr", "frr"}``, joined in order
-    (up and to the left is better)."""
+    (up and to the left is better).
+
+    Stages often land on the same point (e.g. ATC and CoT both at DSR 1, FRR 0): points that coincide (within 0.01)
+    get one combined label ("atc, cot"), and each label takes the nearest slot around its point that overlaps no
+    marker or label drawn before and stays inside the axes (a label moved off its point gets a thin leader line)."""
     fig, ax = plt.subplots(figsize=(4.5, 4))
     xs = [float(p["frr"]) for p in points]
     ys = [float(p["dsr"]) for p in points]
     ax.plot(xs, ys, marker="o")
-    for p, x, y in zip(points, xs, ys):
-        ax.annotate(str(p.get("label", "")), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("FRR (SafeQ)")
     ax.set_ylabel(f"DSR ({split})")
     ax.set_title("DSR vs FRR across checkpoints")
+    fig.tight_layout()  # the final layout (labels stay inside the axes), so the checks below see the saved pixels
+    renderer, inside = fig.canvas.get_renderer(), ax.get_window_extent()
+    placed = [Bbox.from_extents(u - 3, v - 3, u + 3, v + 3) for u, v in ax.transData.transform(list(zip(xs, ys)))]
+    offsets = _label_offsets(tries=len(points) + 1)  # n + 1 lines each way: room for n labels
+    for x, y, labels in _coinciding_groups(points, xs, ys, tol=0.01):
+        free = []
+        for dx, dy, ha in offsets:
+            text = ax.annotate(
+                ", ".join(labels), (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, fontsize=8
+            )
+            box = text.get_window_extent(renderer).padded(2)
+            text.remove()
+            if not any(box.overlaps(other) for other in placed):
+                free.append((dx, dy, ha, box))
+                if inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1):
+                    free = free[-1:]
+                    break
+        dx, dy, ha, box = free[0] if free else (*offsets[0], box)  # crowded beyond all slots: the default
+        leader = {"arrowstyle": "-", "color": "0.5", "linewidth": 0.5} if abs(dy) > 12 else None
+        ax.annotate(
+            ", ".join(labels),
+            (x, y),
+            textcoords="offset points",
+            xytext=(dx, dy),
+            ha=ha,
+            fontsize=8,
+            arrowprops=leader,
+        )
+        placed.append(box)
     return _save(fig, path)
 
 
