@@ -21,6 +21,53 @@ def test_make_synthetic_writes_files(synthetic):
     assert len(list((synthetic / "videos").glob("train_*.mp4"))) == 8
 
 
+def test_make_synthetic_help_lists_every_file_and_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["make-synthetic", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert exit_info.value.code == 0
+    for name in ("videos/", "sft.jsonl", "cot.jsonl", "grpo.jsonl", "eval.jsonl", "calibration.jsonl"):
+        assert name in out
+    assert "--safe-share" in out and "--text-share" in out and "max(1, n // 4)" in out
+
+
+def _files(folder):
+    return {name: (folder / f"{name}.jsonl").read_text(encoding="utf-8") for name in ("sft", "cot", "grpo", "eval")}
+
+
+@pytest.mark.parametrize("options", [{}, {"n_eval": 3, "safe_share": 0.25, "text_share": 0.5}])
+def test_make_synthetic_writes_what_the_library_writes(tmp_path, options):
+    """Unset options are make_synthetic_dataset's defaults (n_eval None -> n // 4, safe_share 0.5, text_share 0.25);
+    set ones reach it unchanged."""
+    from videosafety_r1.data import make_synthetic_dataset
+
+    argv = [a for k, v in options.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    assert main(["make-synthetic", str(tmp_path / "cli"), "--n", "8", "--seed", "2", *argv]) == 0
+    make_synthetic_dataset(tmp_path / "lib", 8, 2, **options)
+    assert _files(tmp_path / "cli") == _files(tmp_path / "lib")
+    calibration = (tmp_path / "cli" / "calibration.jsonl").read_text(encoding="utf-8").splitlines()
+    n_eval = options.get("n_eval", 8 // 4)
+    assert sum('"split": "HH"' in line and '"type": "video"' in line for line in calibration) == n_eval
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--safe-share", "1.5"], "argument --safe-share: must be between 0 and 1, got 1.5"),
+        (["--safe-share", "nan"], "argument --safe-share: must be between 0 and 1, got nan"),
+        (["--text-share", "-0.1"], "argument --text-share: must be >= 0, got -0.1"),
+        (["--text-share", "lots"], "argument --text-share: not a number: 'lots'"),
+        (["--n-eval", "0"], "argument --n-eval: must be at least 1, got 0"),
+        (["--n", "2.5"], "argument --n: not an integer: '2.5'"),
+    ],
+)
+def test_make_synthetic_refuses_bad_values_before_writing(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["make-synthetic", str(tmp_path / "out"), *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_validate_clean_exits_0(synthetic, capsys):
     files = [str(synthetic / f"{name}.jsonl") for name in ("sft", "cot", "grpo", "eval")]
     assert main(["validate-data", *files, "--data-root", str(synthetic)]) == 0

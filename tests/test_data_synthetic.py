@@ -187,13 +187,15 @@ def rows_by_id(path):
     return {r["id"]: r for r in rows(path)}
 
 
-def test_cli_make_synthetic_writes_40_rows_per_eval_split(tmp_path):
+@pytest.mark.parametrize("argv, per_split", [([], 2), (["--n-eval", "3"], 3)])
+def test_cli_make_synthetic_eval_clips_per_split(tmp_path, argv, per_split):
+    """--n-eval clips per split in eval and calibration; unset, the library's max(1, n // 4) (here n = 8)."""
     from videosafety_r1.cli import main
 
-    assert main(["make-synthetic", str(tmp_path / "s"), "--n", "4"]) == 0
+    assert main(["make-synthetic", str(tmp_path / "s"), "--n", "8", *argv]) == 0
     for part in ("eval", "calibration"):
         splits = [r["split"] for r in rows(tmp_path / "s" / f"{part}.jsonl") if r["media"]]
-        assert {s: splits.count(s) for s in set(splits)} == {"HH": 40, "SH": 40, "SafeQ": 40}
+        assert {s: splits.count(s) for s in set(splits)} == {"HH": per_split, "SH": per_split, "SafeQ": per_split}
 
 
 def test_demo_tokenizer_learns_the_training_rows_only(dataset):

@@ -20,6 +20,36 @@ def _write(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def _number(text: str, kind: type) -> int | float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+
+
+def _at_least_1(text: str) -> int:
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    """make_synthetic_dataset's rule for ``safe_share``: 0 <= value <= 1 (NaN refused)."""
+    value = _number(text, float)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    """make_synthetic_dataset's rule for ``text_share``: value >= 0 (NaN refused)."""
+    value = _number(text, float)
+    if not 0.0 <= value:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videosafety-r1", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,10 +70,38 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--video-fps", type=float, default=1.0, help="sample videos as training will (default 1)")
     validate.add_argument("--video-max-frames", type=int, default=90, help="frame cap training uses (default 90)")
     validate.add_argument("--video-backend", default="auto", choices=["auto", "decord", "pyav"])
-    synth = sub.add_parser("make-synthetic", help="write a synthetic safety dataset with known labels")
-    synth.add_argument("out", metavar="OUT", help="output folder (videos/, sft/cot/grpo/eval .jsonl)")
-    synth.add_argument("--n", type=int, default=64, help="number of clips")
+    synth = sub.add_parser(
+        "make-synthetic",
+        help="write a synthetic safety dataset with known labels",
+        description="Write the synthetic benchmark (docs/data.md): OUT/videos/ (the clips), OUT/sft.jsonl, "
+        "OUT/cot.jsonl and OUT/grpo.jsonl (training), OUT/eval.jsonl and OUT/calibration.jsonl (held out).",
+    )
+    synth.add_argument(
+        "out",
+        metavar="OUT",
+        help="output folder: videos/, sft.jsonl, cot.jsonl, grpo.jsonl, eval.jsonl, calibration.jsonl",
+    )
+    synth.add_argument("--n", type=_at_least_1, default=64, help="training clips (default 64)")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--n-eval",
+        type=_at_least_1,
+        default=None,
+        help="held-out clips per eval split (HH, SH, SafeQ), in eval.jsonl and again in calibration.jsonl "
+        "(default: max(1, n // 4), as make_synthetic_dataset)",
+    )
+    synth.add_argument(
+        "--safe-share",
+        type=_share,
+        default=None,
+        help="share of training rows with a helpful reference, 0 to 1 (default 0.5, as make_synthetic_dataset)",
+    )
+    synth.add_argument(
+        "--text-share",
+        type=_non_negative,
+        default=None,
+        help="text-only training rows per clip, >= 0 (default 0.25, as make_synthetic_dataset)",
+    )
     serve = sub.add_parser("vllm-serve", help="serve a plain export with vLLM for GRPO rollouts (vllm_mode=server)")
     serve.add_argument("--model", required=True, help="plain export folder (export_plain_checkpoint)")
     serve.add_argument("--host", default="0.0.0.0")
@@ -53,9 +111,6 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-model-len", type=int, default=None)
     serve.add_argument("--dtype", default="auto")
     serve.add_argument("--seed", type=int, default=0)
-    synth.add_argument(
-        "--n-eval", type=int, default=40, help="held-out clips per eval split, in eval and calibration (default 40)"
-    )
     harm = sub.add_parser("predict-harm", help="alarm-head harm probabilities and decisions for every row of a file")
     harm.add_argument("--model", required=True, metavar="DIR", help="alarm checkpoint or export (calibration applied)")
     harm.add_argument("--data", required=True, metavar="FILE", help="JSONL of eval, SFT or GRPO rows")
@@ -108,13 +163,9 @@ def _validate(args: argparse.Namespace) -> int:
 def _make_synthetic(args: argparse.Namespace) -> int:
     from videosafety_r1.data.synthetic import make_synthetic_dataset
 
-    if args.n < 1:
-        _write("error: --n must be at least 1")
-        return EXIT_USAGE
-    if args.n_eval < 1:
-        _write("error: --n-eval must be at least 1")
-        return EXIT_USAGE
-    paths = make_synthetic_dataset(args.out, args.n, args.seed, n_eval=args.n_eval)
+    # unset options keep make_synthetic_dataset's defaults, so the CLI and the library write the same data
+    shares = {k: v for k, v in (("safe_share", args.safe_share), ("text_share", args.text_share)) if v is not None}
+    paths = make_synthetic_dataset(args.out, args.n, args.seed, n_eval=args.n_eval, **shares)
     _write("\n".join(f"{name}: {path}" for name, path in paths.items()))
     return EXIT_OK
 
