@@ -124,6 +124,52 @@ def test_lora_stage_trains_adapters_only(workspace, tmp_path):
     assert not (final.parent / "export" / "adapter_config.json").exists()
 
 
+def _lora_args(workspace, tmp_path, pattern):
+    return ATSFTConfig(
+        output_dir=str(tmp_path), model_name_or_path=str(workspace / "base"), stage="atc", use_cpu=True,
+        report_to=[], bf16=False, use_lora=True, lora_target_modules=pattern,
+    )  # fmt: skip
+
+
+def test_lora_with_frozen_vision_puts_no_adapter_on_the_tower(workspace, tmp_path, caplog):
+    """freeze_vision: true with a pattern that also matches vision-tower modules (qkv, proj): those modules get no
+    adapter (logged), the LLM's matches do, and nothing in the tower or projector trains."""
+    import logging
+
+    from videosafety_r1.alarm import is_vision_parameter
+    from videosafety_r1.sft import build_sft_model
+
+    with caplog.at_level(logging.WARNING, logger="videosafety_r1.sft"):
+        model, _ = build_sft_model(_lora_args(workspace, tmp_path, r".*\.(qkv|proj|q_proj)"))
+    lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    assert lora and not any(is_vision_parameter(n) for n in lora)
+    assert any("language_model" in n and "q_proj" in n for n in lora) and all(p.requires_grad for p in lora.values())
+    assert not any(p.requires_grad for n, p in model.named_parameters() if is_vision_parameter(n))
+    assert "no LoRA adapters on the" in caplog.text and "model.visual.blocks.0.attn.qkv" in caplog.text
+
+
+def test_lora_pattern_matching_only_the_frozen_tower_is_refused(workspace, tmp_path):
+    from videosafety_r1.sft import build_sft_model
+
+    with pytest.raises(ValueError, match=r"lora_target_modules '.*qkv' matches only vision.*freeze_vision: true"):
+        build_sft_model(_lora_args(workspace, tmp_path, r".*\.qkv"))
+
+
+def test_freeze_vision_freezes_vision_adapters_already_there(workspace):
+    """A LoRA base carrying adapters inside the tower (a checkpoint made before exclusions): freeze_vision keeps
+    them frozen, the LLM's adapters train."""
+    from peft import LoraConfig, get_peft_model
+
+    from videosafety_r1.alarm import AlarmConfig, add_alarm_tokens, is_vision_parameter, load_pretrained
+
+    base, processor = load_pretrained(workspace / "base")
+    base = get_peft_model(base, LoraConfig(r=2, target_modules=r".*\.(qkv|q_proj)"))
+    model = add_alarm_tokens(base, processor, AlarmConfig(freeze_vision=True))
+    lora = {n: p.requires_grad for n, p in model.named_parameters() if "lora_" in n}
+    vision = {n: grad for n, grad in lora.items() if is_vision_parameter(n)}
+    assert vision and not any(vision.values()) and all(g for n, g in lora.items() if n not in vision)
+
+
 def test_bad_data_fails_before_training(workspace, tmp_path):
     bad = tmp_path / "bad.jsonl"
     good = (workspace / "data" / "sft.jsonl").read_text().splitlines()

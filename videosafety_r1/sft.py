@@ -150,6 +150,35 @@ class ATSFTTrainer(Trainer):
         logger.info("resumed weights from %s", resume_from_checkpoint)
 
 
+def vision_lora_exclusions(module: torch.nn.Module, args: ATSFTConfig) -> list[str]:
+    """The vision-tower and projector modules that ``lora_target_modules`` matches (PEFT's rule: the regex matches
+    the whole module name) while ``freeze_vision`` is true: they get no adapter, since adapters there would train
+    the frozen tower. Logged; a pattern that matches only such modules is refused (``ValueError``)."""
+    import re
+
+    from videosafety_r1.alarm import is_vision_parameter
+
+    if not args.freeze_vision:
+        return []
+    matched = [name for name, _ in module.named_modules() if name and re.fullmatch(args.lora_target_modules, name)]
+    vision = [name for name in matched if is_vision_parameter(name)]
+    if vision and len(vision) == len(matched):
+        raise ValueError(
+            f"lora_target_modules {args.lora_target_modules!r} matches only vision-tower / projector modules "
+            f"({len(vision)}, e.g. {vision[0]!r}), which freeze_vision: true keeps frozen: no adapter would train; "
+            "target LLM modules (the default pattern) or set freeze_vision: false and use_lora: false"
+        )
+    if vision:
+        logger.warning(
+            "freeze_vision: true: no LoRA adapters on the %d vision-tower / projector modules lora_target_modules "
+            "matches (%s%s)",
+            len(vision),
+            ", ".join(vision[:4]),
+            ", ..." if len(vision) > 4 else "",
+        )
+    return vision
+
+
 def build_sft_model(args: ATSFTConfig) -> tuple[AlarmVideoLLM, Any]:
     """Load the model for a stage: a base checkpoint gets alarm tokens, an alarm checkpoint keeps its own; the
     stage's trainability switches are applied either way, LoRA adapters added when asked."""
@@ -166,6 +195,7 @@ def build_sft_model(args: ATSFTConfig) -> tuple[AlarmVideoLLM, Any]:
             lora_alpha=args.lora_alpha,
             lora_dropout=args.lora_dropout,
             target_modules=args.lora_target_modules,
+            exclude_modules=vision_lora_exclusions(model.base if isinstance(model, AlarmVideoLLM) else model, args),
         )
         if isinstance(model, AlarmVideoLLM):
             model.base = get_peft_model(model.base, lora)

@@ -126,7 +126,10 @@ class ATSFTConfig(trl.SFTConfig):
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
     lora_target_modules: str = field(
         default=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
-        metadata={"help": "Regex of LLM modules that get adapters (never the vision tower)."},
+        metadata={
+            "help": "Regex (full match) of LLM modules that get adapters; with freeze_vision, vision-tower and "
+            "projector modules it matches are left out (logged), and a pattern matching only those is refused."
+        },
     )
     # outputs
     export_plain: bool = field(default=True, metadata={"help": "Also write a plain transformers export."})

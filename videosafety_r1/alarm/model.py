@@ -191,14 +191,15 @@ class AlarmVideoLLM(nn.Module):
 
     # --- trainability -----------------------------------------------------------------------------------------
     def apply_trainability(self, config: AlarmConfig | None = None) -> None:
-        """Set `requires_grad` from the config: LLM, alarm vectors, heads; vision tower and projector frozen."""
+        """Set `requires_grad` from the config: LLM, alarm vectors, heads; vision tower and projector frozen (with
+        ``freeze_vision``, also any LoRA adapter inside them, e.g. from a checkpoint made with a broad pattern)."""
         cfg = config or self.alarm_config
         self.alarm_config = cfg
         for name, p in self.base.named_parameters():
-            if "lora_" in name:
-                p.requires_grad_(True)
-            elif cfg.freeze_vision and is_vision_parameter(name):
+            if cfg.freeze_vision and is_vision_parameter(name):  # LoRA adapters inside the tower included
                 p.requires_grad_(False)
+            elif "lora_" in name:
+                p.requires_grad_(True)
             elif hasattr(self.base, "peft_config"):
                 p.requires_grad_(False)  # LoRA: only adapters train inside the base
             else:
