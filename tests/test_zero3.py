@@ -101,3 +101,62 @@ def test_close_process_group_is_a_no_op_in_one_process():
     close_process_group()
     close_process_group()  # twice: nothing to wait for, nothing to destroy
     assert not dist.is_initialized()
+
+
+CONSECUTIVE = [("a", 0, 0), ("a", 1, 1), ("b", 2, 0), ("b", 3, 1)]
+INTERLEAVED = [("a", 0, 0), ("b", 1, 0), ("a", 2, 1), ("b", 3, 1)]  # e.g. a scheduler placing ranks round-robin
+
+
+@pytest.mark.parametrize(
+    "layout, expected",
+    [(CONSECUTIVE, {"a": 0, "b": 2}), (INTERLEAVED, {"a": 0, "b": 1}), ([("a", 3, 0), ("a", 0, 1)], {"a": 3})],
+)
+def test_node_writers_is_the_local_main_process_for_any_rank_layout(layout, expected):
+    from videosafety_r1.grpo.vllm_generator import node_writers
+
+    assert node_writers(layout) == expected
+
+
+@pytest.mark.parametrize(
+    "layout, match",
+    [([("a", 0, 0), ("a", 1, 0)], "two processes"), ([("a", 0, 0), ("b", 1, 1)], r"\['b'\] have no process")],
+)
+def test_node_writers_refuses_a_broken_layout(layout, match):
+    from videosafety_r1.grpo.vllm_generator import node_writers
+
+    with pytest.raises(RuntimeError, match=match):
+        node_writers(layout)
+
+
+@pytest.mark.parametrize("rank, writes, folder", [(1, True, "rank1"), (2, False, "rank0"), (3, False, "rank1")])
+def test_colocate_zero3_export_writer_and_folder_with_interleaved_ranks(monkeypatch, tmp_path, rank, writes, folder):
+    """Ranks 0, 2 on node a and 1, 3 on node b: rank 3 (local index 1) starts from node b's export, rank1/, which
+    rank 1 writes (rank arithmetic, process_index - local_process_index, would name rank2/, which nobody writes)."""
+    import accelerate
+    import accelerate.utils
+
+    from videosafety_r1.grpo import vllm_generator
+
+    layout = [(f"host/{node}", index, local) for node, index, local in INTERLEAVED]  # hostname/GROUP_RANK
+
+    class State:  # this process's view, as accelerate's PartialState gives it
+        process_index, local_process_index = rank, layout[rank][2]
+
+        def wait_for_everyone(self):
+            pass
+
+    def gather_object(mine):
+        assert mine == [layout[rank]]
+        return layout
+
+    written = []
+    monkeypatch.setattr(accelerate, "PartialState", State)
+    monkeypatch.setattr(accelerate.utils, "gather_object", gather_object)
+    monkeypatch.setattr("socket.gethostname", lambda: "host")
+    monkeypatch.setenv("GROUP_RANK", INTERLEAVED[rank][0])
+    monkeypatch.setattr(zero3, "any_partitioned", lambda model: True)
+    monkeypatch.setattr(
+        vllm_generator, "write_engine_export", lambda m, p, out, write, barrier: written.append(write) or out
+    )
+    out = vllm_generator._engine_export(nn.Linear(1, 1), None, str(tmp_path), rank)
+    assert out == str(tmp_path / "vllm-engine" / folder) and written == [writes]

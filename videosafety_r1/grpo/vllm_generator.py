@@ -292,21 +292,42 @@ def build_vllm_generator(
     )
 
 
+def node_writers(layout: Sequence[tuple[str, int, int]]) -> dict[str, int]:
+    """Node -> the process that writes the node's ZeRO-3 engine export, from every process's ``(node,
+    process_index, local_process_index)``: the one with local index 0 (accelerate's local main process), whatever
+    the rank layout (ranks need not be consecutive per node). Raises ``RuntimeError`` when a node has none or two."""
+    writers: dict[str, int] = {}
+    for node, index, local in layout:
+        if local == 0:
+            if node in writers:
+                raise RuntimeError(f"node {node!r} has two processes with local_process_index 0: {layout}")
+            writers[node] = index
+    missing = sorted({node for node, _, _ in layout} - set(writers))
+    if missing:
+        raise RuntimeError(f"nodes {missing} have no process with local_process_index 0: {layout}")
+    return writers
+
+
 def _engine_export(model: nn.Module, processor: Any, output_dir: str, rank: int) -> str:
     """Colocate's start export: ``output_dir/vllm-engine/rank<i>``. Each process writes its own from its whole
-    weights; under ZeRO-3 all gather together, and the first process of each node writes one export that the
-    node's engines share (the folder is named by that process's rank)."""
+    weights; under ZeRO-3 all gather together, and the local main process of each node writes one export that the
+    node's engines share (the folder is named by that process's rank, learned by a gather: no rank arithmetic)."""
     from ..zero3 import any_partitioned
 
     if not any_partitioned(model):
         return write_engine_export(model, processor, os.path.join(output_dir, "vllm-engine", f"rank{rank}"))
+    import socket
+
     from accelerate import PartialState
+    from accelerate.utils import gather_object
 
     state = PartialState()
-    writer = state.process_index - state.local_process_index
+    node = f"{socket.gethostname()}/{os.environ.get('GROUP_RANK', '')}"  # torchrun's node rank, where set
+    layout = gather_object([(node, state.process_index, state.local_process_index)])
+    writer = node_writers(layout)[node]
     folder = os.path.join(output_dir, "vllm-engine", f"rank{writer}")
     return write_engine_export(
-        model, processor, folder, write=state.is_local_main_process, barrier=state.wait_for_everyone
+        model, processor, folder, write=state.process_index == writer, barrier=state.wait_for_everyone
     )
 
 
