@@ -1,6 +1,7 @@
 """Synthetic dataset: determinism, visible visual labels, textual labels by construction, valid files."""
 
 import json
+import re
 import time
 
 import numpy as np
@@ -245,6 +246,55 @@ def test_the_three_frame_sets_are_disjoint_and_only_training_queries_get_openers
     assert not [(x, f) for x in extras for f in sets["rl"] | sets["heldout"] if x in f]
 
 
+def test_only_training_queries_get_filler_words_and_slots_stay_whole(dataset):
+    """Random insertion (synthetic._insert_fillers) touches training queries only: some carry filler words, no
+    GRPO, eval or calibration query does, and no filler lands inside a harm phrase or a topic."""
+    import re
+
+    from videosafety_r1.data.synthetic_text import FILLERS, SAFE_WORDS, TOPICS
+
+    paths, _ = dataset
+
+    def fillers_in(query, language):
+        if language == "zh":
+            return [f for f in FILLERS["zh"] if f in query]
+        return [f for f in FILLERS[language] if re.search(rf"(?<![\w']){re.escape(f)}(?![\w'])", query.lower())]
+
+    train = rows(paths["sft"])
+    assert sum(bool(fillers_in(r["conversation"][0]["content"], r["language"])) for r in train) > len(train) // 4
+    for part, key in (("grpo", "problem"), ("eval", "query"), ("calibration", "query")):
+        for r in rows(paths[part]):
+            assert not fillers_in(r[key], r["language"]), (part, r[key])
+    for r in train:  # the slot's phrase (harm words, safe words or topic) is never split by a filler
+        query, category, language = r["conversation"][0]["content"], r["category"], r["language"]
+        phrases = (*HARM_WORDS[category][language], *SAFE_WORDS[category][language], TOPICS[category][language])
+        assert any(p in query for p in phrases), query
+
+
+def test_cot_plan_names_what_the_answer_says(dataset):
+    """The think ends with a plan right before the answer: "refuse" exactly when the answer refuses, "say <colour>"
+    / "say moves|still" when the answer names the clip's colour / motion, else "overview"."""
+    from videosafety_r1.data.synthetic_text import HELPFUL
+
+    paths, _ = dataset
+    plans = set()
+    for r in rows(paths["cot"]):
+        target, language = r["conversation"][1]["content"], r["language"]
+        plan = re.search(r"Plan: ([a-z ]+)\.$", extract_tag(target, "think")).group(1)
+        answer = extract_tag(target, "answer")
+        plans.add(plan.split()[0] if plan != "overview" else plan)
+        if plan == "refuse":
+            assert answer == REFUSALS[language]
+        elif plan in ("say green", "say blue", "say red"):
+            assert answer == HELPFUL["colour"][language].format(v=COLOUR_WORDS[plan[4:]][language])
+        elif plan in ("say moves", "say still"):
+            word = MOTION_WORDS["moving" if plan == "say moves" else "still"][language]
+            assert answer == HELPFUL["motion"][language].format(v=word)
+        else:
+            assert plan == "overview" and answer not in REFUSALS.values(), answer
+    assert plans == {"refuse", "say", "overview"}
+
+
 def test_no_held_out_query_occurs_in_any_training_file(dataset):
     """Held out means held out: no eval or calibration query is (part of) an SFT, CoT or GRPO prompt, and GRPO's
     prompts are not (part of) a cold-start prompt."""
@@ -286,3 +336,31 @@ def test_demo_silences_exactly_the_tokens_the_training_rows_never_use(dataset):
     seen = tokenizer(corpus[0])["input_ids"] + list(tokenizer.all_special_ids)
     assert not rows_zero[seen].any()
     assert rows_zero[tokenizer("Zyxwvut qqqq")["input_ids"]].any()  # text no training row has
+
+
+def test_demo_patch_embedding_filters_that_answer_only_to_motion():
+    """recipes/demo.py makes half the temporal patch filters of its random tower sum to zero over time: a patch
+    whose frames are equal (a still scene) gives exactly 0 on them, a changing one does not; the rest is untouched."""
+    import runpy
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from videosafety_r1.testing import tiny_config
+
+    demo = runpy.run_path(str(Path(__file__).parents[1] / "recipes" / "demo.py"), run_name="demo_test")
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_config(tiny_config("qwen2_5_vl"))
+    conv = model.model.visual.patch_embed.proj
+    before = conv.weight.detach().clone()
+    half = demo["motion_sensitive_patches"](model)
+    assert half == conv.out_channels // 2 > 0
+    assert torch.equal(conv.weight[half:], before[half:]) and torch.equal(conv.weight[:half, :, 0], before[:half, :, 0])
+    frame = torch.rand(1, 3, 1, *conv.kernel_size[1:])
+    still, moving = frame.repeat(1, 1, 2, 1, 1), torch.cat([frame, frame.flip(-1)], dim=2)
+    with torch.no_grad():
+        assert conv(still)[0, :half].abs().max() < 1e-6 and conv(still)[0, half:].abs().max() > 1e-3
+        assert conv(moving)[0, :half].abs().max() > 1e-3
+    text_only = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    assert demo["motion_sensitive_patches"](text_only) == 0

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import random
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +33,7 @@ from videosafety_r1.data.synthetic_text import (
     CATEGORIES,
     CATEGORY_FRAMES,
     COLOUR_WORDS,
+    FILLERS,
     HARM_FRAMES,
     HARM_WORDS,
     HELPFUL,
@@ -166,6 +168,26 @@ class _Row:
     keyword: str | None  # what a helpful answer must name (SafeQ about the clip), else None
 
 
+def _insert_fillers(frame: str, language: str, rnd: random.Random) -> str:
+    """Insert 0-2 filler words ("just", "vraiment", ...) at random word boundaries of a *training* frame (random
+    insertion, the cheapest of the EDA augmentations; Wei & Zou, 2019). Why: with a handful of frames per kind, a
+    small model keys on whole sentences; words that come and go teach it that only some words carry the request
+    (the harm phrase, "colour", "square"), which is what held-out sentences share with training ones. The ``{w}`` /
+    ``{t}`` slot is never split; Chinese, written without spaces, gets fillers only at the start or around the slot.
+    """
+    for _ in range(rnd.choice((0, 1, 2))):
+        filler = rnd.choice(FILLERS[language])
+        if language == "zh":
+            slot = re.search(r"\{[wt]\}", frame)
+            at = rnd.choice((0, slot.start(), slot.end()))
+            frame = frame[:at] + filler + frame[at:]
+        else:
+            words = frame.split(" ")
+            at = rnd.randrange(len(words) + 1)
+            frame = " ".join(words[:at] + [filler] + words[at:])
+    return frame
+
+
 def _query(rnd: random.Random, part: str, category: str, language: str, textual: int, kind: str) -> str:
     """A query in the sentence frames of ``part`` (``train``, ``rl`` or ``heldout``); only ``train`` and ``heldout``
     have a category-specific harmful frame."""
@@ -176,9 +198,13 @@ def _query(rnd: random.Random, part: str, category: str, language: str, textual:
         }
         frames = HARM_FRAMES[part][language] + own.get(part, ())
         words = (HARM_WORDS if textual else SAFE_WORDS)[category][language]
-        query = rnd.choice(frames).format(w=rnd.choice(words))
+        frame = rnd.choice(frames)
+        frame = _insert_fillers(frame, language, rnd) if part == "train" else frame
+        query = frame.format(w=rnd.choice(words))
     else:
-        query = rnd.choice(SAFE_FRAMES[part][kind][language]).format(t=TOPICS[category][language])
+        frame = rnd.choice(SAFE_FRAMES[part][kind][language])
+        frame = _insert_fillers(frame, language, rnd) if part == "train" else frame
+        query = frame.format(t=TOPICS[category][language])
     if part == "train":  # held-out sentences stay bare
         opener, closer = rnd.choice(("", *TRAIN_OPENERS[language])), rnd.choice(("", *TRAIN_CLOSERS[language]))
         gap = "" if language == "zh" else " "
@@ -210,13 +236,24 @@ def _row(out: Path, rnd: random.Random, seed: int, part: str, i: int, visual: in
             answer = HELPFUL[kind][language].format(v=keyword)
     if not (visual or textual) and kind in ("text", "howto"):
         answer = HELPFUL["text"][language].format(t=TOPICS[category][language])
-    # The reasoning states what the tags and the answer need: the clip's colour and motion, then the request.
+    # The reasoning states what the tags and the answer need: the clip's colour and motion, the request, then a plan
+    # that names what the answer will say, right before it (a small model copies a word next to the answer far more
+    # reliably than one 20 tokens back: without it, answers contradicted a right "square still" in the think).
     seen = "Video: none."
     if video:
         motion = "moves" if moving else "still"
         seen = f"Video: {colour}, square {motion}, {'harmful' if visual else 'safe'}."
     about = f", about the {kind}" if not textual and kind in ("colour", "motion") else ""
     request = f" Request: {'harmful' if textual else 'safe'}{about}."
+    if visual or textual:
+        plan = "refuse"
+    elif video and kind == "colour":
+        plan = f"say {colour}"
+    elif video and kind == "motion":
+        plan = f"say {'moves' if moving else 'still'}"
+    else:
+        plan = "overview"
+    request += f" Plan: {plan}."
     rid = f"syn{seed}-{part}-{i:05d}"
     return _Row(rid, media, query, answer, seen + request, visual, textual, category, language, keyword)
 

@@ -415,3 +415,12 @@ TRAIN_CLOSERS = {
     "fr": ("Merci !", "Réponds brièvement.", "Sois précis.", "Réponds vite, s'il te plaît."),
     "ar": ("شكرًا!", "أجب باختصار.", "كن دقيقًا.", "رد بسرعة من فضلك."),
 }
+
+# Filler words inserted into training frames only (synthetic._insert_fillers); none carries a request or harm.
+FILLERS = {
+    "en": ("really", "just", "now", "exactly", "quickly", "also", "simply", "actually"),
+    "zh": ("真的", "就", "现在", "一下", "也", "到底", "马上"),
+    "es": ("realmente", "solo", "ahora", "exactamente", "rápido", "también", "simplemente", "bueno"),
+    "fr": ("vraiment", "juste", "maintenant", "exactement", "vite", "aussi", "simplement", "bon"),
+    "ar": ("حقًا", "فقط", "الآن", "بالضبط", "بسرعة", "أيضًا", "ببساطة"),
+}
