@@ -356,7 +356,8 @@ def test_demo_patch_embedding_filters_that_answer_only_to_motion():
     before = conv.weight.detach().clone()
     half = demo["motion_sensitive_patches"](model)
     assert half == conv.out_channels // 2 > 0
-    assert torch.equal(conv.weight[half:], before[half:]) and torch.equal(conv.weight[:half, :, 0], before[:half, :, 0])
+    assert torch.equal(conv.weight[half:], before[half:])
+    assert torch.equal(conv.weight[:half, :, 0], before[:half, :, 0])
     frame = torch.rand(1, 3, 1, *conv.kernel_size[1:])
     still, moving = frame.repeat(1, 1, 2, 1, 1), torch.cat([frame, frame.flip(-1)], dim=2)
     with torch.no_grad():
