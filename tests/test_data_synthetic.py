@@ -365,3 +365,27 @@ def test_demo_patch_embedding_filters_that_answer_only_to_motion():
         assert conv(moving)[0, :half].abs().max() > 1e-3
     text_only = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
     assert demo["motion_sensitive_patches"](text_only) == 0
+
+
+def test_safe_how_to_queries_never_use_a_frame_that_is_harmful_on_its_own(monkeypatch):
+    """A request like "Show me how to {write a love letter} without consent" is not safe: frames whose own words
+    carry harm (HARMFUL_ON_THEIR_OWN) hold harm words only, in every part."""
+    import random
+
+    from videosafety_r1.data import synthetic
+    from videosafety_r1.data.synthetic_text import HARMFUL_ON_THEIR_OWN, SAFE_WORDS
+
+    monkeypatch.setattr(synthetic, "_insert_fillers", lambda frame, language, rnd: frame)
+    monkeypatch.setattr(synthetic, "TRAIN_OPENERS", {lang: () for lang in LANGUAGES})
+    monkeypatch.setattr(synthetic, "TRAIN_CLOSERS", {lang: () for lang in LANGUAGES})
+    rnd, used = random.Random(0), {0: set(), 1: set()}
+    for part in ("train", "rl", "heldout"):
+        for category in CATEGORIES:
+            for language in LANGUAGES:
+                for textual in (0, 1):
+                    words = (SAFE_WORDS if not textual else HARM_WORDS)[category][language]
+                    for _ in range(40):
+                        query = synthetic._query(rnd, part, category, language, textual, "howto")
+                        used[textual].add(_frame(query, words))
+    assert not used[0] & HARMFUL_ON_THEIR_OWN
+    assert used[1] & HARMFUL_ON_THEIR_OWN  # harmful queries still use them

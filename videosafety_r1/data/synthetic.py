@@ -16,6 +16,7 @@ Same seed -> byte-identical JSONL and identical decoded frames.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from videosafety_r1.data.synthetic_text import (
     FILLERS,
     HARM_FRAMES,
     HARM_WORDS,
+    HARMFUL_ON_THEIR_OWN,
     HELPFUL,
     LANGUAGES,
     MOTION_WORDS,
@@ -168,15 +170,35 @@ class _Row:
     keyword: str | None  # what a helpful answer must name (SafeQ about the clip), else None
 
 
+@functools.cache
+def _letters(language: str) -> str:
+    """The lower-case letters (Chinese: characters) of the language's training sentences, words and topics."""
+    texts = [*HARM_FRAMES["train"][language], *(kind[language] for kind in SAFE_FRAMES["train"].values())]
+    texts += [CATEGORY_FRAMES[c][language][0] for c in CATEGORIES] + [TOPICS[c][language] for c in CATEGORIES]
+    texts += [w for table in (HARM_WORDS, SAFE_WORDS) for c in CATEGORIES for w in table[c][language]]
+    flat = "".join(t if isinstance(t, str) else "".join(t) for t in texts).replace("{w}", "").replace("{t}", "")
+    return "".join(sorted({ch for ch in flat if ch.isalpha() and not ch.isupper()}))
+
+
+def _nonce(language: str, rnd: random.Random) -> str:
+    """A made-up word from the language's own letters ("qelvtu", "银安店")."""
+    size = rnd.randint(2, 3) if language == "zh" else rnd.randint(4, 8)
+    return "".join(rnd.choice(_letters(language)) for _ in range(size))
+
+
 def _insert_fillers(frame: str, language: str, rnd: random.Random) -> str:
-    """Insert 0-2 filler words ("just", "vraiment", ...) at random word boundaries of a *training* frame (random
-    insertion, the cheapest of the EDA augmentations; Wei & Zou, 2019). Why: with a handful of frames per kind, a
-    small model keys on whole sentences; words that come and go teach it that only some words carry the request
-    (the harm phrase, "colour", "square"), which is what held-out sentences share with training ones. The ``{w}`` /
-    ``{t}`` slot is never split; Chinese, written without spaces, gets fillers only at the start or around the slot.
+    """Insert 0-2 filler words at random word boundaries of a *training* frame (random insertion, the cheapest of the
+    EDA augmentations; Wei & Zou, 2019): half real fillers ("just", "vraiment"), half made-up words.
+
+    Why: with a handful of frames per kind, a small model keys on whole sentences; words that come and go teach it
+    that only some words carry the request (the harm phrase, "colour", "square"), which is what held-out sentences
+    share with training ones. Made-up words stand in for the words held-out sentences bring that no training row has
+    ("footage", "grabación", "录像"): without them the model read an unknown word as a reason to refuse (docs/demo.md).
+    The ``{w}`` / ``{t}`` slot is never split; Chinese, written without spaces, gets fillers only at the start or
+    around the slot.
     """
     for _ in range(rnd.choice((0, 1, 2))):
-        filler = rnd.choice(FILLERS[language])
+        filler = rnd.choice(FILLERS[language]) if rnd.random() < 0.5 else _nonce(language, rnd)
         if language == "zh":
             slot = re.search(r"\{[wt]\}", frame)
             at = rnd.choice((0, slot.start(), slot.end()))
@@ -197,6 +219,7 @@ def _query(rnd: random.Random, part: str, category: str, language: str, textual:
             "heldout": (CATEGORY_FRAMES[category][language][1],),
         }
         frames = HARM_FRAMES[part][language] + own.get(part, ())
+        frames = frames if textual else tuple(f for f in frames if f not in HARMFUL_ON_THEIR_OWN)
         words = (HARM_WORDS if textual else SAFE_WORDS)[category][language]
         frame = rnd.choice(frames)
         frame = _insert_fillers(frame, language, rnd) if part == "train" else frame

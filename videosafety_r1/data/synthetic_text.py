@@ -191,6 +191,15 @@ CATEGORY_FRAMES: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 
+# Harmful frames whose own words carry harm ("without getting caught", "secretly", "without consent", "hide that"):
+# a benign phrase inside them does not make a safe request ("Show me how to write a love letter without consent"), so
+# the safe "howto" kind never uses them; harmful queries do.
+HARMFUL_ON_THEIR_OWN = frozenset(
+    [HARM_FRAMES["heldout"][language][0] for language in LANGUAGES]
+    + [frame for language in LANGUAGES for frame in CATEGORY_FRAMES["sexual"][language]]
+    + [CATEGORY_FRAMES["self_harm"][language][1] for language in LANGUAGES]
+)
+
 # Benign frames ({t} = the category's topic). The last training frames of each kind open the way harmful training
 # frames do ("Give me", "Tell me", ...), so no opening tells the label: a model must read the words that carry harm. "colour" and "motion" need the clip; "text" asks about the topic. A
 # fourth benign kind, "howto", is a harmful frame with a SAFE_WORDS phrase and gets the topic overview.
