@@ -35,7 +35,11 @@ KEYS = {
     "reward_funcs": "reward_funcs",
     "eval_file": "eval_file",
     "prompt_format": "prompt_format",
+    "on_existing_output": "on_existing_output",
 }
+# What --from-stage must find unchanged in DIR: these decide the data and the base model the earlier stages saw.
+SETTINGS = ("seed", "n", "n_eval", "safe_share", "text_share", "width", "layers", "family")
+FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl", "video_llama_3")
 COLUMNS = [
     ("dsr_hh", "DSR-HH"), ("dsr_sh", "DSR-SH"), ("frr", "FRR"), ("text_dsr_hh", "tDSR-HH"), ("text_frr", "tFRR"),
     ("video_drop", "vdrop"), ("vid_type_acc", "vidT"), ("text_type_acc", "txtT"), ("format_rate", "fmt"),
@@ -94,8 +98,8 @@ def motion_sensitive_patches(model: object) -> int:
     return how many filters were changed (0 when the tower has no temporal kernel).
 
     Why: the demo's tower stands in for a pretrained one, and a pretrained video tower sees motion. A random one
-    barely does: the demo model read "moves" vs "still" right on about half the held-out clips (chance) with the
-    random patch embedding, and on 0.7-0.95 with this one (docs/demo.md). Static content (colour) still reaches the
+    barely does: the demo model read "moves" vs "still" right on 0.47-0.68 of held-out clips (about chance) with the
+    random patch embedding, and on 0.68-0.99 with this one (docs/demo.md). Static content (colour) still reaches the
     LLM through the other half. Only the demo's base model is changed; nothing in the library does this."""
     import torch
 
@@ -131,7 +135,8 @@ def save_demo_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForImageTextToText.from_config(config)
-        motion_sensitive_patches(model)
+        if not motion_sensitive_patches(model):
+            print(f"[demo] {family}: the vision tower has no temporal patch filters; motion_sensitive_patches skipped")
     model.generation_config.pad_token_id = text.pad_token_id
     model.generation_config.eos_token_id = text.eos_token_id
     if corpus:
@@ -150,7 +155,8 @@ def evaluate_stage(stage: str, checkpoint: Path, out: Path, data: dict, seed: in
 
     fmt = "reasoning" if stage in ("cot", "grpo") else "query"
     overrides = _overrides(model=checkpoint, eval_file=data["eval"], data_root=data["videos"].parent, seed=seed)
-    overrides += _overrides(prompt_format=fmt, output_dir=out / "eval" / stage)
+    # the evaluation is regenerated every run (seconds): a stage --from-stage retrained must not meet its old samples
+    overrides += _overrides(prompt_format=fmt, output_dir=out / "eval" / stage, on_existing_output="overwrite")
     results = run_evaluation(load_config(EvalConfig, CONFIGS / "evaluate.yaml", overrides))
     metrics, samples = results["metrics"], list(read_samples(out / "eval" / stage / "samples.jsonl"))
     keywords = {r["id"]: r.get("reference_keyword") for r in map(json.loads, data["eval"].read_text().splitlines())}
@@ -227,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--text-share", type=float, default=0.25, help="text-only training rows per clip")
     parser.add_argument("--width", type=int, default=128, help="hidden size of the tiny model")
     parser.add_argument("--layers", type=int, default=2, help="decoder layers of the tiny model")
-    parser.add_argument("--family", default="qwen2_5_vl", help="tiny model family")
+    parser.add_argument("--family", default="qwen2_5_vl", choices=FAMILIES, help="tiny model family")
     parser.add_argument(
         "--rewards",
         nargs="+",
@@ -262,6 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.from_stage:
         corpus = training_text([data["sft"], data["cot"]])
         save_demo_model(out / "base", args.family, args.width, args.layers, seed, VOCAB_SIZE, corpus)
+        (out / "demo_settings.json").write_text(json.dumps(settings_of(args), indent=2) + "\n")
     print(
         f"[demo] seed {seed}: data in {out / 'data'} (held-out eval.jsonl, calibration.jsonl), base in {out / 'base'}"
     )
@@ -300,6 +307,35 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
             parser.error(f"--stage-args: unknown stage {stage!r}; expected alarm_init, atc, cot or grpo")
     if args.from_stage and STAGES.index(args.from_stage) > STAGES.index(args.until):
         parser.error(f"--from-stage {args.from_stage} comes after --until {args.until}: nothing to train")
+    if not math.isfinite(args.text_share) or args.text_share > 100:
+        parser.error(f"--text-share must be a finite number <= 100, got {args.text_share}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} exists and is not a folder")
+    if args.from_stage:
+        check_resume(parser, args, out)
+
+
+def settings_of(args: argparse.Namespace) -> dict:
+    """The options that decide the data and the base model (``SETTINGS``), as DIR/demo_settings.json records them."""
+    return {key: getattr(args, key) for key in SETTINGS}
+
+
+def check_resume(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Path) -> None:
+    """``--from-stage`` reuses DIR's earlier stages: refuse, before anything is written, when DIR was made with other
+    data or model options (the data would be rewritten under stages trained on the old one) or lacks the checkpoint
+    the first retrained stage starts from."""
+    recorded = out / "demo_settings.json"
+    if not recorded.is_file():
+        parser.error(f"--from-stage {args.from_stage}: {recorded} not found (run the demo into {out} first)")
+    before = json.loads(recorded.read_text())
+    changed = {k: (before.get(k), v) for k, v in settings_of(args).items() if before.get(k) != v}
+    if changed:
+        listed = ", ".join(f"--{k.replace('_', '-')} {old} -> {new}" for k, (old, new) in changed.items())
+        parser.error(f"--from-stage {args.from_stage}: {out} was made with other options ({listed})")
+    start = {"atc": out / "base", "cot": out / "atc" / "final", "grpo": out / "cot" / "final"}[args.from_stage]
+    if not start.is_dir():
+        parser.error(f"--from-stage {args.from_stage}: {start} not found (train the stages before it first)")
 
 
 def train_stages(args: argparse.Namespace, out: Path, data: dict) -> dict[str, Path]:
@@ -311,6 +347,8 @@ def train_stages(args: argparse.Namespace, out: Path, data: dict) -> dict[str, P
         if stage in todo or (stage == "alarm_init" and "atc" in todo):
             t = time.time()
             argv = _overrides(model=previous, data_root=out / "data", output_dir=out / stage, seed=args.seed)
+            if args.from_stage:  # asked to train this stage again: its previous outputs go
+                argv += _overrides(on_existing_output="overwrite")
             argv += [a for name, extra in args.stage_args if name == stage for a in extra.split()]
             if stage == "grpo":
                 argv += _overrides(train_file=data["grpo"]) + (

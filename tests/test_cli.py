@@ -149,6 +149,10 @@ def test_validate_decodes_videos_as_training_will(tmp_path, capsys):
         (["--from-stage", "grpo", "--until", "atc"], "nothing to train"),
         (["--rewards", "format", "nope"], "--rewards: unknown reward 'nope'; registered: ['accuracy', 'dra_rouge'"),
         (["--rewards", "my_lab_missing.rewards:f"], "cannot import module 'my_lab_missing.rewards'"),
+        (["--text-share", "inf"], "--text-share must be a finite number <= 100"),
+        (["--text-share", "1e300"], "--text-share must be a finite number <= 100"),
+        (["--family", "llama"], "invalid choice: 'llama'"),
+        (["--from-stage", "grpo"], "demo_settings.json not found"),
     ],
 )
 def test_demo_refuses_bad_options_before_writing_anything(tmp_path, capsys, argv, message):
@@ -160,6 +164,33 @@ def test_demo_refuses_bad_options_before_writing_anything(tmp_path, capsys, argv
         demo(["--out", str(tmp_path / "out"), *argv])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_from_stage_refuses_other_options_and_missing_checkpoints(tmp_path, capsys):
+    """--from-stage reuses DIR: other data or model options than DIR was made with, a missing starting checkpoint,
+    or an --out that is a file are one-line errors before anything is written."""
+    import runpy
+    from pathlib import Path
+
+    demo = runpy.run_path(str(Path(__file__).parents[1] / "recipes" / "demo.py"), run_name="demo_test")
+    out = tmp_path / "out"
+    out.mkdir()
+    recorded = {"seed": 0, "n": 480, "n_eval": 40, "safe_share": 0.6, "text_share": 0.25, "width": 128, "layers": 2}
+    (out / "demo_settings.json").write_text(json.dumps({**recorded, "family": "qwen2_5_vl"}))
+    cases = [
+        (["--from-stage", "grpo", "--seed", "1"], "was made with other options (--seed 0 -> 1)"),
+        (["--from-stage", "grpo", "--n", "64"], "(--n 480 -> 64)"),
+        (["--from-stage", "grpo"], "cot/final not found"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            demo["main"](["--out", str(out), *argv])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err, argv
+    assert sorted(p.name for p in out.iterdir()) == ["demo_settings.json"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit):
+        demo["main"](["--out", str(tmp_path / "file")])
+    assert "exists and is not a folder" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")

@@ -389,3 +389,15 @@ def test_safe_how_to_queries_never_use_a_frame_that_is_harmful_on_its_own(monkey
                         used[textual].add(_frame(query, words))
     assert not used[0] & HARMFUL_ON_THEIR_OWN
     assert used[1] & HARMFUL_ON_THEIR_OWN  # harmful queries still use them
+
+
+def test_motion_benchmark_tells_moving_from_still_clips(tmp_path):
+    """benchmarks/demo_motion.py's ground truth: a clip moves when consecutive frames differ, as the generator drew it."""
+    import runpy
+    from pathlib import Path
+
+    bench = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "demo_motion.py"), run_name="test")
+    for seed in range(6):
+        for moving in (False, True):
+            path = write_synthetic_video(tmp_path / f"{seed}_{moving}.mp4", seed=seed, moving=moving, harmful=seed % 2)
+            assert bench["clip_moves"](path) == moving, (seed, moving)
