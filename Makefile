@@ -1,5 +1,6 @@
 # The two commands a newcomer needs: `make demo` and `make test` (each installs first).
-PYTHON ?= python
+# the active interpreter (a venv's `python`); `python3` where there is no `python`
+PYTHON ?= $(shell command -v python >/dev/null 2>&1 && echo python || echo python3)
 PIP ?= $(PYTHON) -m pip
 ENV = OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
 DEMO_OUT ?= demo_out
