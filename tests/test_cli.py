@@ -55,7 +55,10 @@ def test_make_synthetic_writes_what_the_library_writes(tmp_path, options):
     [
         (["--safe-share", "1.5"], "argument --safe-share: must be between 0 and 1, got 1.5"),
         (["--safe-share", "nan"], "argument --safe-share: must be between 0 and 1, got nan"),
-        (["--text-share", "-0.1"], "argument --text-share: must be >= 0, got -0.1"),
+        (["--text-share", "-0.1"], "argument --text-share: must be between 0 and 100, got -0.1"),
+        (["--text-share", "inf"], "argument --text-share: must be between 0 and 100, got inf"),
+        (["--text-share", "nan"], "argument --text-share: must be between 0 and 100, got nan"),
+        (["--text-share", "1e300"], "argument --text-share: must be between 0 and 100, got 1e300"),
         (["--text-share", "lots"], "argument --text-share: not a number: 'lots'"),
         (["--n-eval", "0"], "argument --n-eval: must be at least 1, got 0"),
         (["--n", "2.5"], "argument --n: not an integer: '2.5'"),
@@ -65,6 +68,29 @@ def test_make_synthetic_refuses_bad_values_before_writing(tmp_path, capsys, argv
     with pytest.raises(SystemExit) as exit_info:
         main(["make-synthetic", str(tmp_path / "out"), *argv])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_make_synthetic_out_that_cannot_be_a_folder_is_a_usage_error(tmp_path, capsys):
+    """OUT a file, or under a file: one argparse error line (exit 2), not a NotADirectoryError traceback."""
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    for out, message in [
+        (tmp_path / "file", f"argument OUT: exists and is not a folder: {tmp_path / 'file'}"),
+        (tmp_path / "file" / "sub", f"argument OUT: cannot create {tmp_path / 'file' / 'sub' / 'videos'}"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["make-synthetic", str(out), "--n", "1"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and f"videosafety-r1 make-synthetic: error: {message}" in err
+        assert "Traceback" not in err
+
+
+def test_make_synthetic_dataset_refuses_non_finite_text_share(tmp_path):
+    from videosafety_r1.data import make_synthetic_dataset
+
+    for share in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(ValueError, match="need 0 <= safe_share <= 1 and finite text_share >= 0"):
+            make_synthetic_dataset(tmp_path / "out", 1, text_share=share)
     assert not (tmp_path / "out").exists()
 
 

@@ -178,15 +178,61 @@ def test_dsr_vs_frr_labels_never_overlap(tmp_path, monkeypatch, points, expected
     moved apart (checked on the saved layout's pixel boxes)."""
     from matplotlib.text import Text
 
+    fig = _saved_dsr_vs_frr(tmp_path, monkeypatch, points)
+    renderer, ax = fig.canvas.get_renderer(), fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == expected
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]  # the text alone, without its leader line
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        [("base", 0.2, 0.2), ("sft", 0.5, 0.8), ("grpo", 0.9, 0.85)],  # the line leaves "base" up and to the right
+        [("base", 0.7, 0.7), ("grpo", 0.4, 0.2)],  # and reaches "grpo" from up and to the right
+        [("atc", 0.5, 0.5), ("cot", 0.52, 0.52)],
+    ],
+)
+def test_dsr_vs_frr_labels_avoid_the_line(tmp_path, monkeypatch, points):
+    """No segment of the line between points runs through a label that had a free slot elsewhere (the nearest
+    slot, above and to the right, is the one the line crosses here)."""
+    from matplotlib.path import Path as LinePath
+    from matplotlib.text import Text
+
+    fig = _saved_dsr_vs_frr(tmp_path, monkeypatch, points)
+    fig.canvas.draw()  # text positions at the figure's own dpi again (savefig drew them at 120), as transData is
+    renderer, ax = fig.canvas.get_renderer(), fig.axes[0]
+    pixels = ax.transData.transform(ax.lines[0].get_xydata())
+    segments = [LinePath([a, b]) for a, b in zip(pixels, pixels[1:])]
+    boxes = {t.get_text(): Text.get_window_extent(t, renderer) for t in ax.texts}
+    assert list(boxes) == [label for label, _, _ in points]
+    assert [name for name, box in boxes.items() if any(s.intersects_bbox(box, filled=False) for s in segments)] == []
+
+
+def _saved_dsr_vs_frr(tmp_path, monkeypatch, points):
+    """plot_dsr_vs_frr's figure as saved (rows from ``(label, dsr, frr)``), kept open to inspect its artists."""
     from videosafety_r1.evaluation import plots
 
     figures = []
-    monkeypatch.setattr(plots.plt, "close", figures.append)  # keep the saved figure to inspect it
+    monkeypatch.setattr(plots.plt, "close", figures.append)
     rows = [{"label": label, "dsr": dsr, "frr": frr} for label, dsr, frr in points]
     plot_dsr_vs_frr(rows, tmp_path / "dsr_vs_frr.png")
     (fig,) = figures
-    renderer = fig.canvas.get_renderer()
-    texts = fig.axes[0].texts
-    assert [t.get_text() for t in texts] == expected
-    boxes = [Text.get_window_extent(t, renderer) for t in texts]  # the text alone, without its leader line
-    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    return fig
+
+
+def test_dsr_vs_frr_crowded_label_is_avoided_where_it_is_drawn(tmp_path, monkeypatch):
+    """With every slot of a label taken (here two slots, each on another point's marker), it is drawn in the least bad
+    one and later labels avoid that very box (it used to record the box of the last slot tried instead)."""
+    from matplotlib.text import Text
+
+    from videosafety_r1.evaluation import plots
+
+    monkeypatch.setattr(plots, "_label_offsets", lambda tries: [(4, 4, "left"), (4, -12, "left")])
+    # "crowded": its above-right slot holds the marker of "next", its below-right one the marker of "last"
+    points = [("crowded", 0.5, 0.5), ("next", 0.517, 0.586), ("last", 0.445, 0.546)]
+    fig = _saved_dsr_vs_frr(tmp_path, monkeypatch, points)
+    renderer, ax = fig.canvas.get_renderer(), fig.axes[0]
+    boxes = {t.get_text(): Text.get_window_extent(t, renderer) for t in ax.texts}
+    assert list(boxes) == ["crowded", "next", "last"]
+    assert not boxes["next"].overlaps(boxes["crowded"]) and not boxes["last"].overlaps(boxes["crowded"])

@@ -42,11 +42,14 @@ def _share(text: str) -> float:
     return value
 
 
-def _non_negative(text: str) -> float:
-    """make_synthetic_dataset's rule for ``text_share``: value >= 0 (NaN refused)."""
+MAX_TEXT_SHARE = 100.0  # text-only rows per clip; beyond this a run only burns time (1e300 never finishes)
+
+
+def _text_share(text: str) -> float:
+    """``text_share`` for the CLI: 0 <= value <= MAX_TEXT_SHARE (NaN and inf refused; the library needs it finite)."""
     value = _number(text, float)
-    if not 0.0 <= value:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    if not 0.0 <= value <= MAX_TEXT_SHARE:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_TEXT_SHARE:g}, got {text}")
     return value
 
 
@@ -98,10 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     synth.add_argument(
         "--text-share",
-        type=_non_negative,
+        type=_text_share,
         default=None,
-        help="text-only training rows per clip, >= 0 (default 0.25, as make_synthetic_dataset)",
+        help=f"text-only training rows per clip, 0 to {MAX_TEXT_SHARE:g} (default 0.25, as make_synthetic_dataset)",
     )
+    synth.set_defaults(usage_error=synth.error)
     serve = sub.add_parser("vllm-serve", help="serve a plain export with vLLM for GRPO rollouts (vllm_mode=server)")
     serve.add_argument("--model", required=True, help="plain export folder (export_plain_checkpoint)")
     serve.add_argument("--host", default="0.0.0.0")
@@ -165,6 +169,13 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 
     # unset options keep make_synthetic_dataset's defaults, so the CLI and the library write the same data
     shares = {k: v for k, v in (("safe_share", args.safe_share), ("text_share", args.text_share)) if v is not None}
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        args.usage_error(f"argument OUT: exists and is not a folder: {args.out}")
+    try:
+        (out / "videos").mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a parent is a file, no permission, read-only disk: a usage error, not a traceback
+        args.usage_error(f"argument OUT: cannot create {err.filename or out / 'videos'}: {err.strerror or err}")
     paths = make_synthetic_dataset(args.out, args.n, args.seed, n_eval=args.n_eval, **shares)
     _write("\n".join(f"{name}: {path}" for name, path in paths.items()))
     return EXIT_OK

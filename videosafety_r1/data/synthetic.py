@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -356,8 +357,8 @@ def make_synthetic_dataset(
     n_eval = max(1, n // 4) if n_eval is None else n_eval
     if n < 1 or n_eval < 1:
         raise ValueError(f"need n >= 1 and n_eval >= 1, got n={n}, n_eval={n_eval}")
-    if not (0.0 <= safe_share <= 1.0 and 0.0 <= text_share):
-        raise ValueError(f"need 0 <= safe_share <= 1 and text_share >= 0, got {safe_share}, {text_share}")
+    if not (0.0 <= safe_share <= 1.0 and 0.0 <= text_share < math.inf):
+        raise ValueError(f"need 0 <= safe_share <= 1 and finite text_share >= 0, got {safe_share}, {text_share}")
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     records = [_training_records(row) for row in _training_rows(out, n, seed, safe_share, text_share)]

@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.path import Path as LinePath  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
 from .alarm_metrics import auroc, roc_curve  # noqa: E402
@@ -107,7 +108,9 @@ def plot_dsr_vs_frr(points: Sequence[Mapping[str, Any]], path: str | os.PathLike
 
     Stages often land on the same point (e.g. ATC and CoT both at DSR 1, FRR 0): points that coincide (within 0.01)
     get one combined label ("atc, cot"), and each label takes the nearest slot around its point that overlaps no
-    marker or label drawn before and stays inside the axes (a label moved off its point gets a thin leader line)."""
+    marker or label drawn before, stays inside the axes and is crossed by no line segment between points (a label
+    moved off its point gets a thin leader line). With no such slot left, the nearest slot that breaks the fewest
+    of these rules, in that order of importance, wins."""
     fig, ax = plt.subplots(figsize=(4.5, 4))
     xs = [float(p["frr"]) for p in points]
     ys = [float(p["dsr"]) for p in points]
@@ -119,22 +122,27 @@ def plot_dsr_vs_frr(points: Sequence[Mapping[str, Any]], path: str | os.PathLike
     ax.set_title("DSR vs FRR across checkpoints")
     fig.tight_layout()  # the final layout (labels stay inside the axes), so the checks below see the saved pixels
     renderer, inside = fig.canvas.get_renderer(), ax.get_window_extent()
-    placed = [Bbox.from_extents(u - 3, v - 3, u + 3, v + 3) for u, v in ax.transData.transform(list(zip(xs, ys)))]
+    pixels = ax.transData.transform(list(zip(xs, ys)))
+    placed = [Bbox.from_extents(u - 3, v - 3, u + 3, v + 3) for u, v in pixels]
+    segments = [LinePath([a, b]) for a, b in zip(pixels, pixels[1:])]
     offsets = _label_offsets(tries=len(points) + 1)  # n + 1 lines each way: room for n labels
     for x, y, labels in _coinciding_groups(points, xs, ys, tol=0.01):
-        free = []
-        for dx, dy, ha in offsets:
+        slots = []  # (broken rules, slot index, dx, dy, ha, box): the box is the one of that very slot
+        for k, (dx, dy, ha) in enumerate(offsets):
             text = ax.annotate(
                 ", ".join(labels), (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, fontsize=8
             )
             box = text.get_window_extent(renderer).padded(2)
             text.remove()
-            if not any(box.overlaps(other) for other in placed):
-                free.append((dx, dy, ha, box))
-                if inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1):
-                    free = free[-1:]
-                    break
-        dx, dy, ha, box = free[0] if free else (*offsets[0], box)  # crowded beyond all slots: the default
+            broken = (
+                any(box.overlaps(other) for other in placed),
+                not (inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)),
+                any(segment.intersects_bbox(box, filled=False) for segment in segments),
+            )
+            slots.append((broken, k, dx, dy, ha, box))
+            if not any(broken):
+                break
+        _, _, dx, dy, ha, box = min(slots, key=lambda slot: slot[:2])  # crowded: the least bad, nearest slot
         leader = {"arrowstyle": "-", "color": "0.5", "linewidth": 0.5} if abs(dy) > 12 else None
         ax.annotate(
             ", ".join(labels),
