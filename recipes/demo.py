@@ -286,10 +286,14 @@ def main(argv: list[str] | None = None) -> dict:
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse bad values before any data is written (``parser.error``: one line, exit 2)."""
+    from videosafety_r1.cli import MAX_TEXT_SHARE  # the make-synthetic CLI's bound, one number for both
+
     if args.n < 1 or args.n_eval < 1:
         parser.error(f"--n and --n-eval must be at least 1, got {args.n} and {args.n_eval}")
-    if not 0.0 <= args.safe_share <= 1.0 or args.text_share < 0:
-        parser.error(f"need 0 <= --safe-share <= 1 and --text-share >= 0, got {args.safe_share}, {args.text_share}")
+    if not 0.0 <= args.safe_share <= 1.0:
+        parser.error(f"need 0 <= --safe-share <= 1, got {args.safe_share}")
+    if not 0.0 <= args.text_share <= MAX_TEXT_SHARE:  # also refuses NaN and inf
+        parser.error(f"--text-share must be a finite number <= {MAX_TEXT_SHARE:g} and >= 0, got {args.text_share}")
     if args.width < 32 or args.width % 32 or args.layers < 1:
         parser.error(
             f"--width must be a multiple of 32 (16-dim heads) and --layers >= 1, got {args.width}, {args.layers}"
@@ -307,8 +311,6 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
             parser.error(f"--stage-args: unknown stage {stage!r}; expected alarm_init, atc, cot or grpo")
     if args.from_stage and STAGES.index(args.from_stage) > STAGES.index(args.until):
         parser.error(f"--from-stage {args.from_stage} comes after --until {args.until}: nothing to train")
-    if not math.isfinite(args.text_share) or args.text_share > 100:
-        parser.error(f"--text-share must be a finite number <= 100, got {args.text_share}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out} exists and is not a folder")

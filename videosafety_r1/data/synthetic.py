@@ -174,10 +174,10 @@ class _Row:
 @functools.cache
 def _letters(language: str) -> str:
     """The lower-case letters (Chinese: characters) of the language's training sentences, words and topics."""
-    texts = [*HARM_FRAMES["train"][language], *(kind[language] for kind in SAFE_FRAMES["train"].values())]
+    texts = [*HARM_FRAMES["train"][language], *(f for kind in SAFE_FRAMES["train"].values() for f in kind[language])]
     texts += [CATEGORY_FRAMES[c][language][0] for c in CATEGORIES] + [TOPICS[c][language] for c in CATEGORIES]
     texts += [w for table in (HARM_WORDS, SAFE_WORDS) for c in CATEGORIES for w in table[c][language]]
-    flat = "".join(t if isinstance(t, str) else "".join(t) for t in texts).replace("{w}", "").replace("{t}", "")
+    flat = "".join(texts).replace("{w}", "").replace("{t}", "")
     return "".join(sorted({ch for ch in flat if ch.isalpha() and not ch.isupper()}))
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .parsing import response_for_judging
+
 __all__ = [
     "HARMFUL_SPLITS",
     "SAFE_SPLITS",
@@ -201,7 +203,6 @@ def safeq_helpfulness(records: Sequence[Record], keywords: Mapping[str, str | No
     ``<answer>`` span, else the reply without its reasoning), so a model asked without the format instructions is
     scored on its reply, as its refusals are; records without ``completion`` fall back to ``answer``. Rows without a
     keyword are left out; NaN when none is left."""
-    from videosafety_r1.evaluation.parsing import response_for_judging
 
     def response(r: Record) -> str:
         if r.get("completion") is None:
