@@ -278,6 +278,8 @@ def main(argv: list[str] | None = None) -> dict:
         for stage, checkpoint in checkpoints.items()
         if stage in args.eval_stages and checkpoint.is_dir()
     }
+    if args.from_stage:
+        stages = with_earlier_rows(out, args.from_stage, stages)
     summary = write_summary(out, seed, data, stages)
     print(stage_table(stages))
     print(f"[demo] finished in {time.time() - start:.0f} s; {out / 'summary.json'}, {out / 'dsr_vs_frr.png'}")
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuse bad values before any data is written (``parser.error``: one line, exit 2)."""
+    """Refuse bad values before any data is written (``parser.error``: usage, one error line, exit 2)."""
     from videosafety_r1.cli import MAX_TEXT_SHARE  # the make-synthetic CLI's bound, one number for both
 
     if args.n < 1 or args.n_eval < 1:
@@ -380,6 +382,19 @@ def score_stage(stage: str, checkpoint: Path, out: Path, data: dict, seed: int) 
         )
     print(f"[demo] {stage} evaluated in {time.time() - t:.0f} s")
     return {k: _clean(row[k]) for k, _ in COLUMNS}
+
+
+def with_earlier_rows(out: Path, from_stage: str, stages: dict) -> dict:
+    """``stages`` plus the rows DIR/summary.json already holds for stages before ``from_stage`` (their checkpoints
+    were reused, so their rows still hold), in stage order: a partial rerun keeps the whole table. Rows of stages
+    retrained now but not evaluated are dropped, since they describe the old checkpoints."""
+    previous = out / "summary.json"
+    if not previous.is_file():
+        return stages
+    reused = STAGES[: STAGES.index(from_stage)]
+    rows = json.loads(previous.read_text()).get("stages", {})
+    merged = {**{s: rows[s] for s in reused if s in rows and s not in stages}, **stages}
+    return {s: merged[s] for s in STAGES if s in merged}
 
 
 def write_summary(out: Path, seed: int, data: dict, stages: dict) -> dict:

@@ -234,3 +234,20 @@ def test_vllm_serve_without_vllm_names_the_extra(tmp_path):
     assert run.returncode == 2, run.stderr
     assert 'pip install "videosafety-r1[vllm]"' in run.stdout and "vllm" in run.stdout.split("needs")[1]
     assert "Traceback" not in run.stderr
+
+
+def test_demo_partial_rerun_keeps_the_rows_of_reused_stages(tmp_path):
+    """--from-stage grpo --eval-stages grpo: summary.json keeps base/atc/cot (their checkpoints were reused) and
+    drops nothing but rows of stages trained again; stage order is kept."""
+    import runpy
+    from pathlib import Path
+
+    demo = runpy.run_path(str(Path(__file__).parents[1] / "recipes" / "demo.py"), run_name="demo_test")
+    old = {s: {"dsr_hh": 0.1 * i} for i, s in enumerate(("base", "atc", "cot", "grpo"))}
+    (tmp_path / "summary.json").write_text(json.dumps({"stages": old}))
+    merged = demo["with_earlier_rows"](tmp_path, "grpo", {"grpo": {"dsr_hh": 0.9}})
+    assert list(merged) == ["base", "atc", "cot", "grpo"] and merged["grpo"] == {"dsr_hh": 0.9}
+    assert merged["cot"] == old["cot"]
+    merged = demo["with_earlier_rows"](tmp_path, "cot", {"grpo": {"dsr_hh": 0.9}})  # cot retrained, not evaluated
+    assert list(merged) == ["base", "atc", "grpo"]
+    assert demo["with_earlier_rows"](tmp_path / "none", "grpo", {"grpo": {}}) == {"grpo": {}}
