@@ -47,7 +47,7 @@ def recording_train(self, *args, **kwargs):
 rollout.HFGenerator.__call__ = recording
 VideoGRPOTrainer.train = recording_train
 install_checksum_probe()
-close_process_group = zero3.close_process_group
+close_process_group = zero3.close_process_group  # the probe's wrapper: writes `[done] rank R/N`, then closes
 zero3.close_process_group = lambda: None  # the recipe's finish_run would end the group; the reload below needs it
 run_recipe("grpo", sys.argv[1:])
 

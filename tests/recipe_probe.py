@@ -5,7 +5,8 @@
 
 Right after `Trainer.train` returns (every rank, so ZeRO-3 can gather), each rank writes two lines,
 `[<tag>] rank R/N parameter checksum X` and `[<tag>] rank R/N alarm checksum Y`, where tag is `at_sft:<stage>` or
-`grpo`; tests/test_slow_sft.py and tests/test_slow_deepspeed.py parse them.
+`grpo`; tests/test_slow_sft.py and tests/test_slow_deepspeed.py parse them. Right before the process group closes,
+each rank writes `[done] rank R/N`: everything the run had to do is done (tests/test_slow_deepspeed.py).
 """
 
 import runpy
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import transformers
 
+from videosafety_r1 import zero3
 from videosafety_r1.zero3 import parameter_checksum
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +40,17 @@ def install_checksum_probe() -> None:
         return output
 
     transformers.Trainer.train = train
+    close = zero3.close_process_group
+
+    def close_process_group() -> None:
+        import torch.distributed as dist
+
+        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        sys.stdout.write(f"[done] rank {rank}/{world}\n")
+        sys.stdout.flush()
+        close()
+
+    zero3.close_process_group = close_process_group
 
 
 def run_recipe(name: str, argv: list[str]) -> dict:
