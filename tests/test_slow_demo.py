@@ -86,6 +86,24 @@ def test_reasoning_reads_the_clips_motion(demo):
     assert clips >= 100 and right >= 0.85 and 0.2 < says_moves < 0.8, (right, says_moves, clips)
 
 
+def test_helpfulness_cells_add_up_to_the_stage_table(demo, summary):
+    """benchmarks/demo_cells.py splits SafeQ helpfulness into language x kind cells: 10 cells, every eval SafeQ clip
+    in exactly one, and the cells' total equals the stage table's rate for every evaluated stage."""
+    import runpy
+    from pathlib import Path
+
+    out, _, _ = demo
+    bench = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "demo_cells.py"), run_name="slow_test")
+    eval_rows = [json.loads(line) for line in (out / "data" / "eval.jsonl").read_text().splitlines()]
+    clips = sum(1 for r in eval_rows if r["split"] == "SafeQ" and r["media"])
+    for stage in STAGES:
+        cells = bench["helpfulness_cells"](out, stage)
+        assert len(cells) == 10 and {k for _, k in cells} == {"colour", "motion"}, sorted(cells)
+        helpful, rows = sum(h for h, _ in cells.values()), sum(n for _, n in cells.values())
+        assert rows == clips, (stage, rows, clips)
+        assert helpful / rows == pytest.approx(summary["stages"][stage]["safeq_helpful"]), stage
+
+
 # Floors the final GRPO model misses today (seed 0, measured; docs/demo.md): issue #13 stays open until they pass.
 # strict: the day one is met, the xfail fails and must be removed.
 MISSED = {
