@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -308,9 +309,10 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
                 resolve_reward(name)
             except KeyError as err:
                 parser.error(f"--rewards: {err.args[0]}")
-    for stage, _ in args.stage_args:
+    for stage, extra in args.stage_args:
         if stage not in ("alarm_init", "atc", "cot", "grpo"):
             parser.error(f"--stage-args: unknown stage {stage!r}; expected alarm_init, atc, cot or grpo")
+        check_stage_args(parser, stage, extra)
     if args.from_stage and STAGES.index(args.from_stage) > STAGES.index(args.until):
         parser.error(f"--from-stage {args.from_stage} comes after --until {args.until}: nothing to train")
     out = Path(args.out)
@@ -318,6 +320,21 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--out {out} exists and is not a folder")
     if args.from_stage:
         check_resume(parser, args, out)
+
+
+def check_stage_args(parser: argparse.ArgumentParser, stage: str, extra: str) -> None:
+    """Build the stage's config from its YAML and ``extra`` (split as a shell would, so quoted values stay whole)
+    before anything trains: an unknown key or a bad value fails now, not after the earlier stages' minutes."""
+    from videosafety_r1.config import load_config
+
+    if stage == "grpo":
+        from videosafety_r1.grpo.config import GRPOConfig as config_class
+    else:
+        from videosafety_r1.sft_config import ATSFTConfig as config_class
+    try:
+        load_config(config_class, CONFIGS / f"{stage}.yaml", shlex.split(extra))
+    except ValueError as err:  # shlex (unclosed quote) and load_config (unknown key, bad value) both raise it
+        parser.error(f"--stage-args {stage} {extra!r}: {err}")
 
 
 def settings_of(args: argparse.Namespace) -> dict:
@@ -353,7 +370,7 @@ def train_stages(args: argparse.Namespace, out: Path, data: dict) -> dict[str, P
             argv = _overrides(model=previous, data_root=out / "data", output_dir=out / stage, seed=args.seed)
             if args.from_stage:  # asked to train this stage again: its previous outputs go
                 argv += _overrides(on_existing_output="overwrite")
-            argv += [a for name, extra in args.stage_args if name == stage for a in extra.split()]
+            argv += [a for name, extra in args.stage_args if name == stage for a in shlex.split(extra)]
             if stage == "grpo":
                 argv += _overrides(train_file=data["grpo"]) + (
                     _overrides(reward_funcs=args.rewards) if args.rewards else []

@@ -172,6 +172,9 @@ def test_validate_decodes_videos_as_training_will(tmp_path, capsys):
         (["--safe-share", "2"], "--safe-share"),
         (["--width", "48"], "--width must be a multiple of 32"),
         (["--stage-args", "bogus", "x"], "unknown stage 'bogus'"),
+        (["--stage-args", "cot", "--num_train_epoch 20"], "--stage-args cot '--num_train_epoch 20': "),
+        (["--stage-args", "grpo", "--temperature warm"], "temperature"),
+        (["--stage-args", "atc", "--run_name 'my run"], "No closing quotation"),
         (["--from-stage", "grpo", "--until", "atc"], "nothing to train"),
         (["--rewards", "format", "nope"], "--rewards: unknown reward 'nope'; registered: ['accuracy', 'dra_rouge'"),
         (["--rewards", "my_lab_missing.rewards:f"], "cannot import module 'my_lab_missing.rewards'"),
@@ -190,6 +193,20 @@ def test_demo_refuses_bad_options_before_writing_anything(tmp_path, capsys, argv
         demo(["--out", str(tmp_path / "out"), *argv])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_stage_args_are_split_as_a_shell_would():
+    """--stage-args values are checked against the stage's config before training, split like a shell line, so a
+    quoted value stays one argument ("my run" is one run_name, not two words)."""
+    import argparse
+    import runpy
+    from pathlib import Path
+
+    demo = runpy.run_path(str(Path(__file__).parents[1] / "recipes" / "demo.py"), run_name="demo_test")
+    parser = argparse.ArgumentParser()
+    demo["check_stage_args"](parser, "atc", "--run_name 'my run' --num_train_epochs 2")  # no SystemExit
+    with pytest.raises(SystemExit):
+        demo["check_stage_args"](parser, "atc", "--run_name my run")  # "run" alone is not an option
 
 
 def test_demo_from_stage_refuses_other_options_and_missing_checkpoints(tmp_path, capsys):
