@@ -302,13 +302,11 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
             f"--width must be a multiple of 32 (16-dim heads) and --layers >= 1, got {args.width}, {args.layers}"
         )
     if args.rewards:
-        from videosafety_r1.rewards import resolve_reward
+        from videosafety_r1.rewards import reward_signature_errors
 
         for name in args.rewards:
-            try:
-                resolve_reward(name)
-            except KeyError as err:
-                parser.error(f"--rewards: {err.args[0]}")
+            for problem in reward_signature_errors(name, {}):  # unknown name, or a signature the trainer cannot call
+                parser.error(f"--rewards: {problem.removeprefix('reward_funcs: ')}")
     for stage, extra in args.stage_args:
         if stage not in ("alarm_init", "atc", "cot", "grpo"):
             parser.error(f"--stage-args: unknown stage {stage!r}; expected alarm_init, atc, cot or grpo")

@@ -178,6 +178,7 @@ def test_validate_decodes_videos_as_training_will(tmp_path, capsys):
         (["--from-stage", "grpo", "--until", "atc"], "nothing to train"),
         (["--rewards", "format", "nope"], "--rewards: unknown reward 'nope'; registered: ['accuracy', 'dra_rouge'"),
         (["--rewards", "my_lab_missing.rewards:f"], "cannot import module 'my_lab_missing.rewards'"),
+        (["--rewards", "math:sqrt"], "'math:sqrt' has signature (x, /) without **kwargs"),  # not a reward
         (["--text-share", "inf"], "--text-share must be a finite number <= 100"),
         (["--text-share", "1e300"], "--text-share must be a finite number <= 100"),
         (["--family", "llama"], "invalid choice: 'llama'"),

@@ -228,6 +228,10 @@ def length_bonus(completions, scale=1.0, cap=100, **kwargs):
 
 def strict(completions, solution):
     return [1.0 if c == s else 0.0 for c, s in zip(completions, solution)]
+
+
+def positional(completions, /, **kwargs):
+    return [0.0 for _ in completions]
 '''
 
 
@@ -261,7 +265,9 @@ def test_reward_path_and_kwargs_from_config(tmp_path, user_rewards):
         (["my_lab.rewards:nope"], None, "has no function 'nope'"),
         (["my_lab.missing:f"], None, "cannot import module 'my_lab.missing'"),
         (["no_such_reward"], None, "unknown reward 'no_such_reward'"),
-        (["my_lab.rewards:strict"], {"my_lab.rewards:strict": {"scale": 1}}, r"\['scale'\], not arguments"),
+        # the trainer passes prompts=, completions=, completion_ids=, trainer_state= and the dataset columns
+        (["my_lab.rewards:strict"], None, r"\(completions, solution\) without \*\*kwargs"),
+        (["my_lab.rewards:positional"], None, "has positional-only parameters"),
         (["format"], {"accuracy": {"alpha_min": 0.2}}, "not in reward_funcs"),
         (["accuracy"], {"accuracy": {"alpha_min": 0.2}}, "set them as top-level config fields"),
         (["format"], {"format": 3}, "reward_kwargs must map reward names"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import logging
 import os
 from collections import defaultdict
@@ -384,8 +385,13 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
         if clash:
             raise ValueError(f"dataset columns {clash} clash with reward keyword arguments TRL reserves; rename them")
         extra = {"trainer_state": self.state, "log_metric": self._log_metric, "log_extra": self._log_extra}
+        kwargs = {"prompts": prompts, "completions": completions, "completion_ids": completion_ids, **columns, **extra}
         for j, (func, name) in enumerate(zip(self.reward_funcs, self.reward_func_names)):
-            values = func(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns, **extra)
+            try:
+                inspect.signature(func).bind(**kwargs)
+            except TypeError as err:  # e.g. a required argument no column provides: name it, not a deep traceback
+                raise TypeError(f"reward {name!r} cannot take the keywords {sorted(kwargs)}: {err}") from None
+            values = func(**kwargs)
             if len(values) != len(prompts):
                 raise ValueError(f"reward {name!r} returned {len(values)} values for {len(prompts)} completions")
             out[:, j] = torch.tensor([torch.nan if v is None else float(v) for v in values], device=out.device)

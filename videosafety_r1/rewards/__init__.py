@@ -60,12 +60,18 @@ def reward_signature_errors(name: str, kwargs: dict[str, Any]) -> list[str]:
         func = resolve_reward(name)
     except KeyError as err:
         return [f"reward_funcs: {err.args[0]}"]
-    params = inspect.signature(func).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return []
-    accepted = {p.name for p in params}
-    unknown = sorted(set(kwargs) - accepted)
-    return [f"reward_kwargs[{name!r}] has {unknown}, not arguments of {name!r}"] if unknown else []
+    signature = inspect.signature(func)
+    params = signature.parameters.values()
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        # the trainer calls every reward with prompts, completions, completion_ids, trainer_state and each dataset
+        # column as keywords (TRL's contract): without **kwargs the first step would fail, after the model loaded
+        return [
+            f"reward_funcs: {name!r} has signature {signature} without **kwargs; a reward is called with prompts=, "
+            "completions=, completion_ids=, trainer_state= and every dataset column as keyword arguments"
+        ]
+    if any(p.kind is inspect.Parameter.POSITIONAL_ONLY and p.default is inspect.Parameter.empty for p in params):
+        return [f"reward_funcs: {name!r} has positional-only parameters; a reward is called with keywords only"]
+    return []
 
 
 def get_reward_func(name: str, **params: Any) -> RewardFunc:
