@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from launching import assert_launch_ok  # tests/launching.py
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -73,7 +74,7 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path):
         "--max_steps", "3",
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert_launch_ok(proc, 2, "at_sft on 2 CPU processes")
     sums = re.findall(r"rank (\d)/2 parameter checksum ([-+0-9.e]+)", proc.stdout)
     assert sorted(r for r, _ in sums) == ["0", "1"], proc.stdout[-2000:]
     assert sums[0][1] == sums[1][1]

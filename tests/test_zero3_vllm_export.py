@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from launching import assert_launch_ok  # tests/launching.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ def test_colocate_start_export_of_a_zero3_model_equals_the_whole_model(tmp_path)
         str(ROOT / "tests" / "zero3_export_probe.py"), str(tmp_path),
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-6000:]
+    assert_launch_ok(proc, 2, "zero3_export_probe.py under ZeRO-3")
     reports = {int(r): json.loads(v) for r, v in re.findall(r"\[zero3-export\] rank (\d)/2 (\{.*\})", proc.stdout)}
     assert sorted(reports) == [0, 1], proc.stdout[-3000:] + proc.stderr[-3000:]
     for rank, report in reports.items():

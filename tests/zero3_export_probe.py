@@ -92,6 +92,7 @@ def main(out: Path) -> None:
         report[tag] = entry
     print(f"[zero3-export] rank {state.process_index}/{state.num_processes} {json.dumps(report)}", flush=True)
     state.wait_for_everyone()
+    print(f"[done] rank {state.process_index}/{state.num_processes}", flush=True)  # tests/launching.py
     state.destroy_process_group()
 
 
