@@ -220,7 +220,9 @@ def test_shipped_grpo_configs_use_the_new_spellings(path, caplog):
 # ---------------------------------------------------------------------------------------------------------------------
 # rewards from outside the library, and their arguments from the config
 # ---------------------------------------------------------------------------------------------------------------------
-USER_MODULE = '''
+USER_MODULE = '''import functools
+
+
 def length_bonus(completions, scale=1.0, cap=100, **kwargs):
     """A user's reward: characters times scale, capped."""
     return [min(len(c), cap) * scale for c in completions]
@@ -232,6 +234,22 @@ def strict(completions, solution):
 
 def positional(completions, /, **kwargs):
     return [0.0 for _ in completions]
+
+
+def needs_scale(completions, scale, **kwargs):
+    """A required parameter that reward_kwargs binds."""
+    return [scale for _ in completions]
+
+
+def _keyword_adapter(func):
+    @functools.wraps(func)
+    def inner(completions, **kwargs):
+        return func(completions, kwargs["solution"])
+
+    return inner
+
+
+adapted = _keyword_adapter(strict)  # the wrapper (with **kwargs) is what the trainer calls
 '''
 
 
@@ -267,7 +285,7 @@ def test_reward_path_and_kwargs_from_config(tmp_path, user_rewards):
         (["no_such_reward"], None, "unknown reward 'no_such_reward'"),
         # the trainer passes prompts=, completions=, completion_ids=, trainer_state= and the dataset columns
         (["my_lab.rewards:strict"], None, r"\(completions, solution\) without \*\*kwargs"),
-        (["my_lab.rewards:positional"], None, "has positional-only parameters"),
+        (["my_lab.rewards:positional"], None, "has a positional-only parameter without a default"),
         (["format"], {"accuracy": {"alpha_min": 0.2}}, "not in reward_funcs"),
         (["accuracy"], {"accuracy": {"alpha_min": 0.2}}, "set them as top-level config fields"),
         (["format"], {"format": 3}, "reward_kwargs must map reward names"),
@@ -276,6 +294,21 @@ def test_reward_path_and_kwargs_from_config(tmp_path, user_rewards):
 def test_bad_rewards_fail_at_config_load(tmp_path, user_rewards, funcs, kwargs, match):
     with pytest.raises(ValueError, match=match):
         make(tmp_path, reward_funcs=funcs, reward_kwargs=kwargs)
+
+
+def test_rewards_are_judged_by_the_callable_the_trainer_calls(tmp_path, user_rewards):
+    """A required parameter bound by reward_kwargs, and a functools.wraps adapter whose wrapper takes **kwargs, are
+    both valid: the config accepts them and the trainer's pre-call check binds the real call's keywords."""
+    from videosafety_r1.grpo.data import resolve_reward_funcs
+    from videosafety_r1.rewards import get_reward_func, reward_call_problem
+
+    scale, adapted = f"{user_rewards}:needs_scale", f"{user_rewards}:adapted"
+    config = make(tmp_path, reward_funcs=[scale, adapted], reward_kwargs={scale: {"scale": 2.0}})
+    funcs = resolve_reward_funcs(config.reward_funcs, config.reward_params, config.reward_kwargs)
+    call = {"prompts": ["p"], "completions": ["a"], "completion_ids": [[1]], "solution": ["a"], "trainer_state": None}
+    assert [reward_call_problem(f, call) for f in funcs] == [None, None]  # VideoGRPOTrainer's check before a call
+    assert funcs[0](**call) == [2.0] and funcs[1](**call) == [1.0]
+    assert "missing a required argument: 'scale'" in reward_call_problem(get_reward_func(scale), call)  # unbound
 
 
 def test_reward_kwargs_from_yaml(tmp_path, user_rewards):

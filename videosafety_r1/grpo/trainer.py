@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import logging
 import os
 from collections import defaultdict
@@ -24,6 +23,7 @@ from transformers import Trainer
 from ..alarm.io import load_checkpoint_weights, save_pretrained
 from ..alarm.model import AlarmVideoLLM
 from ..data.collate import GRPOPromptCollator, MediaLoader
+from ..rewards import reward_call_problem
 from ..zero3 import any_partitioned
 from .data import (
     GenerationBatchSampler,
@@ -387,10 +387,9 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
         extra = {"trainer_state": self.state, "log_metric": self._log_metric, "log_extra": self._log_extra}
         kwargs = {"prompts": prompts, "completions": completions, "completion_ids": completion_ids, **columns, **extra}
         for j, (func, name) in enumerate(zip(self.reward_funcs, self.reward_func_names)):
-            try:
-                inspect.signature(func).bind(**kwargs)
-            except TypeError as err:  # e.g. a required argument no column provides: name it, not a deep traceback
-                raise TypeError(f"reward {name!r} cannot take the keywords {sorted(kwargs)}: {err}") from None
+            problem = reward_call_problem(func, kwargs)  # e.g. a required argument no column provides
+            if problem:
+                raise TypeError(f"reward {name!r} cannot take the keywords {sorted(kwargs)}: {problem}")
             values = func(**kwargs)
             if len(values) != len(prompts):
                 raise ValueError(f"reward {name!r} returned {len(values)} values for {len(prompts)} completions")

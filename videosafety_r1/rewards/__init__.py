@@ -60,7 +60,10 @@ def reward_signature_errors(name: str, kwargs: dict[str, Any]) -> list[str]:
         func = resolve_reward(name)
     except KeyError as err:
         return [f"reward_funcs: {err.args[0]}"]
-    signature = inspect.signature(func)
+    try:  # the callable itself: a partial's bound keywords count, a decorator's wrapper is what gets called
+        signature = inspect.signature(func, follow_wrapped=False)
+    except (TypeError, ValueError):  # no signature to read (some builtins): the first call will tell
+        return []
     params = signature.parameters.values()
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         # the trainer calls every reward with prompts, completions, completion_ids, trainer_state and each dataset
@@ -70,8 +73,23 @@ def reward_signature_errors(name: str, kwargs: dict[str, Any]) -> list[str]:
             "completions=, completion_ids=, trainer_state= and every dataset column as keyword arguments"
         ]
     if any(p.kind is inspect.Parameter.POSITIONAL_ONLY and p.default is inspect.Parameter.empty for p in params):
-        return [f"reward_funcs: {name!r} has positional-only parameters; a reward is called with keywords only"]
+        return [
+            f"reward_funcs: {name!r} has a positional-only parameter without a default; a reward is called with keywords only"
+        ]
     return []
+
+
+def reward_call_problem(func: RewardFunc, kwargs: dict[str, Any]) -> str | None:
+    """Why ``func(**kwargs)`` cannot bind (a required argument nobody passes, ...), or None. Reads the callable
+    itself (``follow_wrapped=False``): a partial's bound keywords count, and a decorator's wrapper is what is called.
+    None too when there is no signature to read."""
+    try:
+        inspect.signature(func, follow_wrapped=False).bind(**kwargs)
+    except TypeError as err:
+        return str(err)
+    except ValueError:
+        return None
+    return None
 
 
 def get_reward_func(name: str, **params: Any) -> RewardFunc:
@@ -111,6 +129,7 @@ __all__ = [
     "refusal_consistency_reward",
     "register_reward",
     "resolve_reward",
+    "reward_call_problem",
     "reward_signature_errors",
     "rouge_scores",
     "textual_label_reward",
