@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import torch
-from recipe_probe import install_checksum_probe, run_recipe  # tests/ is this script's folder
+from recipe_probe import install_checksum_probe, print_done, run_recipe  # tests/ is this script's folder
 
 from videosafety_r1 import rollout, zero3
 from videosafety_r1.grpo.trainer import VideoGRPOTrainer
@@ -47,7 +47,7 @@ def recording_train(self, *args, **kwargs):
 rollout.HFGenerator.__call__ = recording
 VideoGRPOTrainer.train = recording_train
 install_checksum_probe()
-close_process_group = zero3.close_process_group  # the probe's wrapper: writes `[done] rank R/N`, then closes
+close_process_group = zero3.close_process_group  # the probe's wrapper: remembers the rank, then closes
 zero3.close_process_group = lambda: None  # the recipe's finish_run would end the group; the reload below needs it
 run_recipe("grpo", sys.argv[1:])
 
@@ -65,3 +65,4 @@ if checkpoints:  # after the recipe saved final/: a collective under ZeRO-3, so 
 sys.stdout.write(f"[probe] rank {rank}/{world} {json.dumps(summary)}\n")
 sys.stdout.flush()
 close_process_group()  # as the recipes' __main__ blocks
+print_done()

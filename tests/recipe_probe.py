@@ -5,8 +5,8 @@
 
 Right after `Trainer.train` returns (every rank, so ZeRO-3 can gather), each rank writes two lines,
 `[<tag>] rank R/N parameter checksum X` and `[<tag>] rank R/N alarm checksum Y`, where tag is `at_sft:<stage>` or
-`grpo`; tests/test_slow_sft.py and tests/test_slow_deepspeed.py parse them. Right before the process group closes,
-each rank writes `[done] rank R/N`: everything the run had to do is done (tests/test_slow_deepspeed.py).
+`grpo`; tests/test_slow_sft.py and tests/test_slow_deepspeed.py parse them. As its last statement,
+each rank writes `[done] rank R/N`: everything the run had to do is done (tests/launching.py).
 """
 
 import runpy
@@ -42,15 +42,23 @@ def install_checksum_probe() -> None:
     transformers.Trainer.train = train
     close = zero3.close_process_group
 
-    def close_process_group() -> None:
+    def close_process_group() -> None:  # remember who we were: the rank is gone once the group is
         import torch.distributed as dist
 
-        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-        sys.stdout.write(f"[done] rank {rank}/{world}\n")
-        sys.stdout.flush()
+        if dist.is_initialized():
+            RANK[:] = [dist.get_rank(), dist.get_world_size()]
         close()
 
     zero3.close_process_group = close_process_group
+
+
+RANK = [0, 1]  # [rank, world], set when the process group closes
+
+
+def print_done() -> None:
+    """`[done] rank R/N`: the last thing a probe does (tests/launching.py)."""
+    sys.stdout.write(f"[done] rank {RANK[0]}/{RANK[1]}\n")
+    sys.stdout.flush()
 
 
 def run_recipe(name: str, argv: list[str]) -> dict:
@@ -61,3 +69,4 @@ def run_recipe(name: str, argv: list[str]) -> dict:
 if __name__ == "__main__":
     install_checksum_probe()
     run_recipe(sys.argv[1], sys.argv[2:])
+    print_done()

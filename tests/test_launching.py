@@ -6,6 +6,8 @@ import pytest
 from launching import TEARDOWN_ABORT, assert_launch_ok, finished_ranks
 
 BOTH = "[probe] rank 0/2 {}\n[done] rank 1/2\n[done] rank 0/2\n"
+# what the launcher printed in CI: rank 1 aborted, rank 0 stopped by the launcher
+ABORT = f"{TEARDOWN_ABORT}\nFatal Python error: Aborted\n  exitcode  : -15 (pid: 1)\n  exitcode  : -6 (pid: 2)\n"
 
 
 def _proc(code: int, stdout: str, stderr: str = "") -> subprocess.CompletedProcess:
@@ -19,16 +21,18 @@ def test_clean_exit_passes_without_warning(recwarn):
 
 def test_teardown_abort_after_every_rank_finished_is_a_warning():
     with pytest.warns(UserWarning, match="aborted at interpreter exit"):
-        assert_launch_ok(_proc(1, BOTH, f"...\n{TEARDOWN_ABORT}\nFatal Python error: Aborted"), 2, "run")
+        assert_launch_ok(_proc(1, BOTH, ABORT), 2, "run")
 
 
 @pytest.mark.parametrize(
     "stdout, stderr",
     [
-        ("[done] rank 0/2\n", TEARDOWN_ABORT),  # rank 1 never finished
+        ("[done] rank 0/2\n", ABORT),  # rank 1 never finished
+        (BOTH, TEARDOWN_ABORT + "\n  exitcode  : 1 (pid: 2)\n  exitcode  : -6 (pid: 3)"),  # a Python error too
+        (BOTH, TEARDOWN_ABORT),  # no launcher summary: not the known case
         (BOTH, "Traceback ...\nValueError: bad row"),  # a real error, whatever was printed
-        ("x[done] rank 1/2\n[done] rank 0/2\n", TEARDOWN_ABORT),  # a marker mid-line does not count
-        ("[done] rank 0/3\n[done] rank 1/3\n", TEARDOWN_ABORT),  # another world size
+        ("x[done] rank 1/2\n[done] rank 0/2\n", ABORT),  # a marker mid-line does not count
+        ("[done] rank 0/3\n[done] rank 1/3\n", ABORT),  # another world size
     ],
 )
 def test_anything_else_fails(stdout, stderr):

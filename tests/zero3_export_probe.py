@@ -92,8 +92,9 @@ def main(out: Path) -> None:
         report[tag] = entry
     print(f"[zero3-export] rank {state.process_index}/{state.num_processes} {json.dumps(report)}", flush=True)
     state.wait_for_everyone()
-    print(f"[done] rank {state.process_index}/{state.num_processes}", flush=True)  # tests/launching.py
+    rank, world = state.process_index, state.num_processes
     state.destroy_process_group()
+    print(f"[done] rank {rank}/{world}", flush=True)  # the last statement (tests/launching.py)
 
 
 if __name__ == "__main__":
