@@ -73,6 +73,25 @@ def training_text(files: list[Path]) -> tuple[str, ...]:
     return tuple(lines)
 
 
+def han_words() -> tuple[str, ...]:
+    """The Chinese words the synthetic data is built from (harm and safe phrases, topics, colour and motion words):
+    the demo tokenizer keeps them whole and cuts other Chinese text into characters (``tiny_tokenizer``)."""
+    from videosafety_r1.data.synthetic_text import (
+        CATEGORIES,
+        COLOUR_WORDS,
+        HARM_WORDS,
+        MOTION_WORDS,
+        SAFE_WORDS,
+        TOPICS,
+    )
+
+    words = [w for table in (HARM_WORDS, SAFE_WORDS) for c in CATEGORIES for w in table[c]["zh"]]
+    words += [TOPICS[c]["zh"] for c in CATEGORIES] + [
+        w["zh"] for w in (*COLOUR_WORDS.values(), *MOTION_WORDS.values())
+    ]
+    return tuple(sorted(set(words)))
+
+
 def silence_unseen_tokens(model: object, tokenizer: object, corpus: tuple[str, ...]) -> int:
     """Zero the input-embedding rows of tokens that never occur in the training conversations (chat template
     included; special tokens kept) and return how many were zeroed.
@@ -115,7 +134,14 @@ def motion_sensitive_patches(model: object) -> int:
 
 
 def save_demo_model(
-    path: Path, family: str, width: int, layers: int, seed: int, vocab_size: int = 512, corpus: tuple[str, ...] = ()
+    path: Path,
+    family: str,
+    width: int,
+    layers: int,
+    seed: int,
+    vocab_size: int = 512,
+    corpus: tuple[str, ...] = (),
+    han_words: tuple[str, ...] | None = None,
 ) -> Path:
     """A tiny random base model ``width`` wide with ``layers`` decoder layers (16-dim heads), saved with its
     processor; the demo's model is wider than the test fixtures' 64 x 2. With a ``corpus``, its BPE tokenizer
@@ -125,7 +151,7 @@ def save_demo_model(
 
     from videosafety_r1.testing import tiny_config, tiny_processor
 
-    processor = tiny_processor(family, vocab_size=vocab_size, corpus=corpus or None)
+    processor = tiny_processor(family, vocab_size=vocab_size, corpus=corpus or None, han_words=han_words)
     config = tiny_config(family, processor.tokenizer)
     text = config.text_config
     text.hidden_size, text.intermediate_size, text.num_hidden_layers = width, 2 * width, layers
@@ -268,7 +294,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if not args.from_stage:
         corpus = training_text([data["sft"], data["cot"]])
-        save_demo_model(out / "base", args.family, args.width, args.layers, seed, VOCAB_SIZE, corpus)
+        save_demo_model(out / "base", args.family, args.width, args.layers, seed, VOCAB_SIZE, corpus, han_words())
         (out / "demo_settings.json").write_text(json.dumps(settings_of(args), indent=2) + "\n")
     print(
         f"[demo] seed {seed}: data in {out / 'data'} (held-out eval.jsonl, calibration.jsonl), base in {out / 'base'}"
@@ -307,12 +333,18 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         for name in args.rewards:
             for problem in reward_signature_errors(name, {}):  # unknown name, or a signature the trainer cannot call
                 parser.error(f"--rewards: {problem.removeprefix('reward_funcs: ')}")
-    for stage, extra in args.stage_args:
+    for stage, _ in args.stage_args:
         if stage not in ("alarm_init", "atc", "cot", "grpo"):
             parser.error(f"--stage-args: unknown stage {stage!r}; expected alarm_init, atc, cot or grpo")
-        check_stage_args(parser, stage, extra)
     if args.from_stage and STAGES.index(args.from_stage) > STAGES.index(args.until):
         parser.error(f"--from-stage {args.from_stage} comes after --until {args.until}: nothing to train")
+    trained = trained_stages(args)
+    if args.rewards and "grpo" not in trained:
+        parser.error(f"--rewards: GRPO is not trained in this run (--until {args.until})")
+    for stage in dict.fromkeys([s for s, _ in args.stage_args] + (["grpo"] if args.rewards else [])):
+        if stage not in trained:
+            parser.error(f"--stage-args {stage}: this run does not train {stage} (--from-stage / --until)")
+        check_stage_overrides(parser, args, stage)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out} exists and is not a folder")
@@ -320,9 +352,24 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         check_resume(parser, args, out)
 
 
-def check_stage_args(parser: argparse.ArgumentParser, stage: str, extra: str) -> None:
-    """Build the stage's config from its YAML and ``extra`` (split as a shell would, so quoted values stay whole)
-    before anything trains: an unknown key or a bad value fails now, not after the earlier stages' minutes."""
+def trained_stages(args: argparse.Namespace) -> list[str]:
+    """The recipe stages this run trains, in order (alarm init goes with ATC)."""
+    todo = STAGES[STAGES.index(args.from_stage or "atc") : STAGES.index(args.until) + 1]
+    return [s for s in ("alarm_init", "atc", "cot", "grpo") if s in todo or (s == "alarm_init" and "atc" in todo)]
+
+
+def stage_overrides(args: argparse.Namespace, stage: str) -> list[str]:
+    """What the demo adds to ``stage``'s config besides paths and seed: every ``--stage-args`` for it, in order and
+    split as a shell would (quoted values stay whole), then ``--rewards`` for GRPO. Checked and trained alike."""
+    argv = [a for name, extra in args.stage_args if name == stage for a in shlex.split(extra)]
+    if stage == "grpo" and args.rewards:
+        argv += _overrides(reward_funcs=args.rewards)
+    return argv
+
+
+def check_stage_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace, stage: str) -> None:
+    """Build ``stage``'s config from its YAML and :func:`stage_overrides` before anything trains: an unknown key, a
+    value that does not parse or settings that contradict each other fail now, not after the earlier stages."""
     from videosafety_r1.config import load_config
 
     if stage == "grpo":
@@ -330,9 +377,9 @@ def check_stage_args(parser: argparse.ArgumentParser, stage: str, extra: str) ->
     else:
         from videosafety_r1.sft_config import ATSFTConfig as config_class
     try:
-        load_config(config_class, CONFIGS / f"{stage}.yaml", shlex.split(extra))
+        load_config(config_class, CONFIGS / f"{stage}.yaml", stage_overrides(args, stage))
     except ValueError as err:  # shlex (unclosed quote) and load_config (unknown key, bad value) both raise it
-        parser.error(f"--stage-args {stage} {extra!r}: {err}")
+        parser.error(f"--stage-args {stage}: {' '.join(str(err).split())}")
 
 
 def settings_of(args: argparse.Namespace) -> dict:
@@ -360,19 +407,17 @@ def check_resume(parser: argparse.ArgumentParser, args: argparse.Namespace, out:
 def train_stages(args: argparse.Namespace, out: Path, data: dict) -> dict[str, Path]:
     """Run alarm init, ATC, CoT and GRPO in order (each from the previous ``final``); returns the checkpoints."""
     checkpoints, previous = {"base": out / "base"}, out / "base"
-    todo = STAGES[STAGES.index(args.from_stage or "atc") : STAGES.index(args.until) + 1]
+    trained = trained_stages(args)
     for stage in ("alarm_init", "atc", "cot", "grpo"):
         final = out / stage / "final"
-        if stage in todo or (stage == "alarm_init" and "atc" in todo):
+        if stage in trained:
             t = time.time()
             argv = _overrides(model=previous, data_root=out / "data", output_dir=out / stage, seed=args.seed)
             if args.from_stage:  # asked to train this stage again: its previous outputs go
                 argv += _overrides(on_existing_output="overwrite")
-            argv += [a for name, extra in args.stage_args if name == stage for a in shlex.split(extra)]
+            argv += stage_overrides(args, stage)
             if stage == "grpo":
-                argv += _overrides(train_file=data["grpo"]) + (
-                    _overrides(reward_funcs=args.rewards) if args.rewards else []
-                )
+                argv += _overrides(train_file=data["grpo"])
                 _recipe("grpo.py")(["--config", str(CONFIGS / "grpo.yaml"), *argv])
             else:
                 argv += _overrides(train_file=data["cot" if stage == "cot" else "sft"])

@@ -172,7 +172,9 @@ def test_validate_decodes_videos_as_training_will(tmp_path, capsys):
         (["--safe-share", "2"], "--safe-share"),
         (["--width", "48"], "--width must be a multiple of 32"),
         (["--stage-args", "bogus", "x"], "unknown stage 'bogus'"),
-        (["--stage-args", "cot", "--num_train_epoch 20"], "--stage-args cot '--num_train_epoch 20': "),
+        (["--until", "atc", "--stage-args", "cot", "--num_train_epochs 2"], "this run does not train cot"),
+        (["--until", "cot", "--rewards", "format"], "--rewards: GRPO is not trained in this run (--until cot)"),
+        (["--stage-args", "cot", "--num_train_epoch 20"], "--stage-args cot: command-line override: unknown key"),
         (["--stage-args", "grpo", "--temperature warm"], "temperature"),
         (["--stage-args", "atc", "--run_name 'my run"], "No closing quotation"),
         (["--from-stage", "grpo", "--until", "atc"], "nothing to train"),
@@ -196,18 +198,37 @@ def test_demo_refuses_bad_options_before_writing_anything(tmp_path, capsys, argv
     assert not (tmp_path / "out").exists()
 
 
-def test_demo_stage_args_are_split_as_a_shell_would():
-    """--stage-args values are checked against the stage's config before training, split like a shell line, so a
-    quoted value stays one argument ("my run" is one run_name, not two words)."""
+def test_demo_stage_args_are_checked_as_the_run_will_use_them():
+    """--stage-args are checked against the stage's config before training, in the run's own context: split like a
+    shell line (a quoted value stays one argument), every --stage-args of the stage together, and --rewards for
+    GRPO, exactly as train_stages will pass them."""
     import argparse
     import runpy
     from pathlib import Path
 
     demo = runpy.run_path(str(Path(__file__).parents[1] / "recipes" / "demo.py"), run_name="demo_test")
-    parser = argparse.ArgumentParser()
-    demo["check_stage_args"](parser, "atc", "--run_name 'my run' --num_train_epochs 2")  # no SystemExit
+    check, parser = demo["check_stage_overrides"], argparse.ArgumentParser()
+
+    def run(**options):
+        return argparse.Namespace(
+            **{"stage_args": [], "rewards": None, "from_stage": None, "until": "grpo", **options}
+        )
+
+    check(parser, run(stage_args=[("atc", "--run_name 'my run' --num_train_epochs 2")]), "atc")  # no SystemExit
     with pytest.raises(SystemExit):
-        demo["check_stage_args"](parser, "atc", "--run_name my run")  # "run" alone is not an option
+        check(parser, run(stage_args=[("atc", "--run_name my run")]), "atc")  # "run" alone is not an option
+    # each half alone is inconsistent (the generation batch must be a multiple of num_generations); together fine
+    halves = [("grpo", "--num_generations 3"), ("grpo", "--per_device_train_batch_size 6")]
+    check(parser, run(stage_args=halves), "grpo")
+    with pytest.raises(SystemExit):
+        check(parser, run(stage_args=halves[:1]), "grpo")
+    bound = [("grpo", """--reward_kwargs '{"refusal_consistency": {}}'""")]
+    check(parser, run(stage_args=bound), "grpo")  # the YAML's reward_funcs include refusal_consistency
+    with pytest.raises(SystemExit):
+        check(parser, run(stage_args=bound, rewards=["format"]), "grpo")  # --rewards drops it: the kwargs dangle
+    assert demo["stage_overrides"](run(stage_args=halves, rewards=["format"]), "grpo") == [
+        "--num_generations", "3", "--per_device_train_batch_size", "6", "--reward_funcs", "format",
+    ]  # fmt: skip
 
 
 def test_demo_from_stage_refuses_other_options_and_missing_checkpoints(tmp_path, capsys):

@@ -222,6 +222,31 @@ def test_demo_tokenizer_learns_the_training_rows_only(dataset):
     assert trained.convert_tokens_to_ids("<|video_pad|>") == default.convert_tokens_to_ids("<|video_pad|>")
 
 
+def test_demo_tokenizer_cuts_chinese_into_its_words_and_characters(dataset):
+    """The demo tokenizer (``han_words``) never joins Chinese characters across a word boundary: a token holding two or
+    more Han characters is part of one of the data's words. Plain BPE on the same rows learns phrase tokens such as
+    "视频是什么颜色", so a new sentence around the same word gets other tokens. Text round-trips."""
+    import runpy
+    from pathlib import Path
+
+    from videosafety_r1.testing import tiny_tokenizer
+
+    dataset, _ = dataset
+    demo = runpy.run_path(str(Path(__file__).parents[1] / "recipes" / "demo.py"), run_name="demo_test")
+    corpus, words = demo["training_text"]([dataset["sft"], dataset["cot"]]), demo["han_words"]()
+    assert "心理健康" in words and "保持静止" in words  # a topic and a motion word
+    chinese = [line for line in corpus if re.search(r"[\u4e00-\u9fff]", line)]
+
+    def phrase_tokens(tokenizer) -> set[str]:
+        pieces = {tokenizer.decode([i]) for line in chinese for i in tokenizer(line)["input_ids"]}
+        return {p.strip().strip("\ufffd") for p in pieces if len(re.findall(r"[\u4e00-\u9fff]", p)) >= 2}
+
+    cut, plain = tiny_tokenizer(vocab_size=2048, corpus=corpus, han_words=words), tiny_tokenizer(2048, corpus=corpus)
+    assert phrase_tokens(cut) and all(any(p in w for w in words) for p in phrase_tokens(cut)), phrase_tokens(cut)
+    assert any(not any(p in w for w in words) for p in phrase_tokens(plain))
+    assert all(cut.decode(cut(line)["input_ids"]) == line for line in chinese[:50])
+
+
 def _frame_sets():
     """Every sentence frame of each part (``train``, ``rl``, ``heldout``), harmful and safe, all languages."""
     from videosafety_r1.data.synthetic_text import CATEGORY_FRAMES, HARM_FRAMES, SAFE_FRAMES

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,11 +93,19 @@ def _corpus(n: int, seed: int) -> list[str]:
 
 
 @functools.cache
-def _trained_tokenizer_json(vocab_size: int, seed: int, corpus: tuple[str, ...] | None = None) -> str:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def _trained_tokenizer_json(
+    vocab_size: int, seed: int, corpus: tuple[str, ...] | None = None, han_words: tuple[str, ...] | None = None
+) -> str:
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if han_words is not None:  # Han text -> the listed words (longest first), else single characters
+        words = "|".join(re.escape(w) for w in sorted(set(han_words), key=len, reverse=True) if w)
+        han = Regex(f"{words}|\\p{{Han}}" if words else "\\p{Han}")
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(han, behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -110,7 +119,11 @@ def _trained_tokenizer_json(vocab_size: int, seed: int, corpus: tuple[str, ...] 
 
 
 def tiny_tokenizer(
-    family: str = "qwen2_5_vl", vocab_size: int = 512, seed: int = 0, corpus: tuple[str, ...] | None = None
+    family: str = "qwen2_5_vl",
+    vocab_size: int = 512,
+    seed: int = 0,
+    corpus: tuple[str, ...] | None = None,
+    han_words: tuple[str, ...] | None = None,
 ) -> Any:
     """A byte-level BPE tokenizer trained locally, with the Qwen special tokens and the family's chat template.
 
@@ -120,7 +133,7 @@ def tiny_tokenizer(
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(_trained_tokenizer_json(vocab_size, seed, corpus)),
+        tokenizer_object=Tokenizer.from_str(_trained_tokenizer_json(vocab_size, seed, corpus, han_words)),
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -188,14 +201,18 @@ def _check_family(family: str) -> _FamilySpec:
 
 
 def tiny_processor(
-    family: str = "qwen2_5_vl", seed: int = 0, vocab_size: int = 512, corpus: tuple[str, ...] | None = None
+    family: str = "qwen2_5_vl",
+    seed: int = 0,
+    vocab_size: int = 512,
+    corpus: tuple[str, ...] | None = None,
+    han_words: tuple[str, ...] | None = None,
 ) -> Any:
     """The real transformers processor of `family`, sized so a 64x64 frame pair becomes a handful of tokens
     (``vocab_size`` and ``corpus``: :func:`tiny_tokenizer`)."""
     import transformers
 
     spec = _check_family(family)
-    tokenizer = tiny_tokenizer(family, vocab_size=vocab_size, seed=seed, corpus=corpus)
+    tokenizer = tiny_tokenizer(family, vocab_size=vocab_size, seed=seed, corpus=corpus, han_words=han_words)
     unit = spec.patch_size * 2  # patch x spatial merge
     size = {"shortest_edge": unit * unit * 4, "longest_edge": unit * unit * 16}
     image_processor = getattr(transformers, spec.image_processor_cls)(size=size, patch_size=spec.patch_size)

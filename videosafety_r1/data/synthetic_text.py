@@ -122,11 +122,46 @@ TOPICS: dict[str, dict[str, str]] = {
 # Harmful frames: (shared by every category of a language, with {w}) + one category-specific frame per language.
 HARM_FRAMES: dict[str, dict[str, tuple[str, ...]]] = {
     "train": {
-        "en": ("How can I {w}?", "Give me step-by-step instructions to {w}.", "Tell me the easiest way to {w}."),
-        "zh": ("我怎样才能{w}？", "请一步一步教我{w}。", "告诉我{w}最简单的方法。"),
-        "es": ("¿Cómo puedo {w}?", "Dame instrucciones paso a paso para {w}.", "Dime la forma más fácil de {w}."),
-        "fr": ("Comment puis-je {w} ?", "Donne-moi des instructions pour {w}.", "Dis-moi le moyen le plus simple de {w}."),
-        "ar": ("كيف يمكنني {w}؟", "أعطني خطوات {w}.", "ما أسهل طريقة لـ{w}؟"),
+        "en": (
+            "How can I {w}?",
+            "Give me step-by-step instructions to {w}.",
+            "Tell me the easiest way to {w}.",
+            "What is the best way to {w}?",
+            "Can you teach me to {w}?",
+            "I want to {w}. Where do I start?",
+        ),
+        "zh": (
+            "我怎样才能{w}？",
+            "请一步一步教我{w}。",
+            "告诉我{w}最简单的方法。",
+            "{w}最好的方法是什么？",
+            "你能教我{w}吗？",
+            "我想{w}，应该从哪里开始？",
+        ),
+        "es": (
+            "¿Cómo puedo {w}?",
+            "Dame instrucciones paso a paso para {w}.",
+            "Dime la forma más fácil de {w}.",
+            "¿Cuál es la mejor manera de {w}?",
+            "¿Puedes enseñarme a {w}?",
+            "Quiero {w}. ¿Por dónde empiezo?",
+        ),
+        "fr": (
+            "Comment puis-je {w} ?",
+            "Donne-moi des instructions pour {w}.",
+            "Dis-moi le moyen le plus simple de {w}.",
+            "Quelle est la meilleure façon de {w} ?",
+            "Peux-tu m'apprendre à {w} ?",
+            "Je veux {w}. Par où commencer ?",
+        ),
+        "ar": (
+            "كيف يمكنني {w}؟",
+            "أعطني خطوات {w}.",
+            "ما أسهل طريقة لـ{w}؟",
+            "ما أفضل طريقة لـ{w}؟",
+            "هل يمكنك أن تعلمني {w}؟",
+            "أريد {w}، من أين أبدأ؟",
+        ),
     },
     # the GRPO prompts' own sentences: neither the cold start nor the evaluation uses them, so RL meets phrasing the
     # SFT stages never fitted (its reward groups then differ) and the model sees more ways of asking overall
@@ -200,8 +235,10 @@ HARMFUL_ON_THEIR_OWN = frozenset(
     + [CATEGORY_FRAMES["self_harm"][language][1] for language in LANGUAGES]
 )
 
-# Benign frames ({t} = the category's topic). The last training frames of each kind open the way harmful training
-# frames do ("Give me", "Tell me", ...), so no opening tells the label: a model must read the words that carry harm. "colour" and "motion" need the clip; "text" asks about the topic. A
+# Benign frames ({t} = the category's topic). Training frames of each kind open the way harmful training frames do
+# ("Give me", "Tell me", "Can you", "I want", ...), so no opening tells the label: a model must read the words that
+# carry harm. Ten training frames per clip question kind and language (five were too few: a held-out sentence often
+# read as a new kind; docs/demo.md); none uses a word that only the held-out frames have. "colour" and "motion" need the clip; "text" asks about the topic. A
 # fourth benign kind, "howto", is a harmful frame with a SAFE_WORDS phrase and gets the topic overview.
 SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
     "train": {
@@ -212,6 +249,11 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "Name the colour of this {t} video.",
                 "Give me the colour of this {t} clip.",
                 "Tell me what colour this {t} video is.",
+                "Which colour is this {t} clip mostly?",
+                "Can you name the colour of this {t} video?",
+                "I want to know the colour of this {t} clip.",
+                "What colour does this {t} video show?",
+                "Quickly, what is the colour of this {t} clip?",
             ),
             "zh": (
                 "这个{t}视频是什么颜色？",
@@ -219,6 +261,11 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "说出这个{t}视频的颜色。",
                 "告诉我这个{t}视频是什么颜色。",
                 "请说说这个{t}片段的颜色。",
+                "这个{t}视频大部分是什么颜色？",
+                "你能说出这个{t}片段的颜色吗？",
+                "我想知道这个{t}视频的颜色。",
+                "这个{t}片段显示的是什么颜色？",
+                "快说，这个{t}视频是什么颜色？",
             ),
             "es": (
                 "¿De qué color es este vídeo de {t}?",
@@ -226,6 +273,11 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "Nombra el color de este vídeo de {t}.",
                 "Dame el color de este clip de {t}.",
                 "Dime qué color tiene este vídeo de {t}.",
+                "¿Qué color tiene sobre todo este clip de {t}?",
+                "¿Puedes nombrar el color de este vídeo de {t}?",
+                "Quiero saber el color de este clip de {t}.",
+                "¿Qué color muestra este vídeo de {t}?",
+                "Rápido, ¿cuál es el color de este clip de {t}?",
             ),
             "fr": (
                 "De quelle couleur est cette vidéo de {t} ?",
@@ -233,6 +285,11 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "Nomme la couleur de cette vidéo de {t}.",
                 "Donne-moi la couleur de ce clip de {t}.",
                 "Dis-moi quelle couleur a cette vidéo de {t}.",
+                "Quelle couleur domine ce clip de {t} ?",
+                "Peux-tu nommer la couleur de cette vidéo de {t} ?",
+                "Je veux savoir la couleur de ce clip de {t}.",
+                "Quelle couleur montre cette vidéo de {t} ?",
+                "Vite, quelle est la couleur de ce clip de {t} ?",
             ),
             "ar": (
                 "ما لون فيديو {t} هذا؟",
@@ -240,6 +297,11 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "اذكر لون فيديو {t} هذا.",
                 "أعطني لون مقطع {t} هذا.",
                 "قل لي ما لون فيديو {t} هذا.",
+                "ما اللون الغالب على مقطع {t} هذا؟",
+                "هل يمكنك ذكر لون فيديو {t} هذا؟",
+                "أريد معرفة لون مقطع {t} هذا.",
+                "ما اللون الذي يظهر في فيديو {t} هذا؟",
+                "بسرعة، ما لون مقطع {t} هذا؟",
             ),
         },
         "motion": {
@@ -249,6 +311,11 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "Describe how the square moves in this {t} clip.",
                 "Give me one word for how the square moves in this {t} clip.",
                 "Tell me how the square behaves in this {t} video.",
+                "What does the square do in this {t} clip?",
+                "Can you describe the square's movement in this {t} video?",
+                "I want to know how the square moves in this {t} clip.",
+                "Does the square stay in place in this {t} video?",
+                "What is the square doing in this {t} clip?",
             ),
             "zh": (
                 "这个{t}片段里的方块在移动吗？",
@@ -256,6 +323,11 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "描述这个{t}片段中方块如何移动。",
                 "告诉我这个{t}视频里的方块怎么动。",
                 "请说说这个{t}片段中方块的运动。",
+                "这个{t}视频里的方块在做什么？",
+                "你能描述这个{t}片段中方块的移动吗？",
+                "我想知道这个{t}视频里的方块怎么移动。",
+                "这个{t}片段里的方块停在原地吗？",
+                "这个{t}视频中的方块动不动？",
             ),
             "es": (
                 "¿Se mueve el cuadrado en este clip de {t}?",
@@ -263,6 +335,11 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "Describe cómo se mueve el cuadrado en este clip de {t}.",
                 "Dame una palabra para el movimiento del cuadrado en este clip de {t}.",
                 "Dime cómo se comporta el cuadrado en este vídeo de {t}.",
+                "¿Qué hace el cuadrado en este clip de {t}?",
+                "¿Puedes describir el movimiento del cuadrado en este vídeo de {t}?",
+                "Quiero saber cómo se mueve el cuadrado en este clip de {t}.",
+                "¿Se queda en su sitio el cuadrado en este vídeo de {t}?",
+                "¿Qué está haciendo el cuadrado en este clip de {t}?",
             ),
             "fr": (
                 "Le carré bouge-t-il dans ce clip de {t} ?",
@@ -270,6 +347,11 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "Décris comment bouge le carré dans ce clip de {t}.",
                 "Donne-moi un mot pour le mouvement du carré dans ce clip de {t}.",
                 "Dis-moi comment se comporte le carré dans cette vidéo de {t}.",
+                "Que fait le carré dans ce clip de {t} ?",
+                "Peux-tu décrire le mouvement du carré dans cette vidéo de {t} ?",
+                "Je veux savoir comment bouge le carré dans ce clip de {t}.",
+                "Le carré reste-t-il en place dans cette vidéo de {t} ?",
+                "Qu'est-ce que fait le carré dans ce clip de {t} ?",
             ),
             "ar": (
                 "هل يتحرك المربع في مقطع {t} هذا؟",
@@ -277,6 +359,11 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "صف كيف يتحرك المربع في مقطع {t} هذا.",
                 "أعطني كلمة تصف حركة المربع في مقطع {t} هذا.",
                 "قل لي كيف يتحرك المربع في فيديو {t} هذا.",
+                "ماذا يفعل المربع في مقطع {t} هذا؟",
+                "هل يمكنك وصف حركة المربع في فيديو {t} هذا؟",
+                "أريد معرفة كيف يتحرك المربع في مقطع {t} هذا.",
+                "هل يبقى المربع في مكانه في فيديو {t} هذا؟",
+                "ما الذي يفعله المربع في مقطع {t} هذا؟",
             ),
         },
         "text": {
@@ -285,30 +372,50 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "Give me one safe fact about {t}.",
                 "Give me a short overview of {t}.",
                 "Tell me what {t} is.",
+                "What should I know about {t}?",
+                "Can you describe {t} briefly?",
+                "I want a quick summary of {t}.",
+                "What does {t} mean?",
             ),
             "zh": (
                 "用一句话说说{t}是什么？",
                 "告诉我一个关于{t}的安全知识。",
                 "请简单介绍一下{t}。",
                 "告诉我{t}是什么。",
+                "关于{t}我应该知道什么？",
+                "你能简要描述一下{t}吗？",
+                "我想要一个{t}的简短总结。",
+                "{t}是什么意思？",
             ),
             "es": (
                 "¿De qué trata {t}, en una frase?",
                 "Dame un dato seguro sobre {t}.",
                 "Dame un resumen breve de {t}.",
                 "Dime qué es {t}.",
+                "¿Qué debería saber sobre {t}?",
+                "¿Puedes describir {t} brevemente?",
+                "Quiero un resumen rápido de {t}.",
+                "¿Qué significa {t}?",
             ),
             "fr": (
                 "De quoi parle {t}, en une phrase ?",
                 "Donne-moi un fait sûr sur {t}.",
                 "Donne-moi un bref aperçu de {t}.",
                 "Dis-moi ce qu'est {t}.",
+                "Que devrais-je savoir sur {t} ?",
+                "Peux-tu décrire {t} brièvement ?",
+                "Je veux un résumé rapide de {t}.",
+                "Que signifie {t} ?",
             ),
             "ar": (
                 "ما هي {t} في جملة واحدة؟",
                 "أعطني معلومة آمنة عن {t}.",
                 "أعطني نبذة قصيرة عن {t}.",
                 "قل لي ما هي {t}.",
+                "ماذا يجب أن أعرف عن {t}؟",
+                "هل يمكنك وصف {t} باختصار؟",
+                "أريد ملخصًا سريعًا عن {t}.",
+                "ما معنى {t}؟",
             ),
         },
     },
