@@ -53,11 +53,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="demo output folders (recipes/demo.py --out)")
     args = parser.parse_args(argv)
+    for out in args.dirs:
+        if not (out / "data" / "eval.jsonl").is_file():
+            parser.error(f"{out}: no data/eval.jsonl; expected a folder written by recipes/demo.py --out")
     print(f"{'demo folder':<32} {'stage':<6} {'right':>6} {'says moves':>11} {'clips':>6}")
     for out in args.dirs:
         for stage in STAGES:
             result = motion_reading(out, stage)
-            if result:
+            if result is None:
+                print(f"{str(out):<32} {stage:<6} not evaluated")
+            else:
                 print(f"{str(out):<32} {stage:<6} {result[0]:>6.2f} {result[1]:>11.2f} {result[2]:>6}")
 
 

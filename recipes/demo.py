@@ -16,6 +16,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -300,6 +301,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"[demo] seed {seed}: data in {out / 'data'} (held-out eval.jsonl, calibration.jsonl), base in {out / 'base'}"
     )
     checkpoints = train_stages(args, out, data)
+    for stale in drop_stale_evals(out, trained_stages(args), args.eval_stages):
+        print(f"[demo] removed {stale}: it scored a checkpoint this run replaced, and --eval-stages skips that stage")
     stages = {
         stage: score_stage(stage, checkpoint, out, data, seed)
         for stage, checkpoint in checkpoints.items()
@@ -356,6 +359,16 @@ def trained_stages(args: argparse.Namespace) -> list[str]:
     """The recipe stages this run trains, in order (alarm init goes with ATC)."""
     todo = STAGES[STAGES.index(args.from_stage or "atc") : STAGES.index(args.until) + 1]
     return [s for s in ("alarm_init", "atc", "cot", "grpo") if s in todo or (s == "alarm_init" and "atc" in todo)]
+
+
+def drop_stale_evals(out: Path, trained: list[str], evaluated: list[str]) -> list[Path]:
+    """Remove ``out/eval/<stage>`` for every stage this run trained but does not evaluate (``--from-stage`` with a
+    narrower ``--eval-stages``): those samples describe a checkpoint that no longer exists, and the benchmark
+    scripts would read them as current. Returns the folders removed."""
+    stale = [out / "eval" / s for s in trained if s not in evaluated and (out / "eval" / s).is_dir()]
+    for folder in stale:
+        shutil.rmtree(folder)
+    return stale
 
 
 def stage_overrides(args: argparse.Namespace, stage: str) -> list[str]:

@@ -231,6 +231,22 @@ def test_demo_stage_args_are_checked_as_the_run_will_use_them():
     ]  # fmt: skip
 
 
+def test_demo_drops_the_evaluation_of_a_stage_it_retrained_without_scoring(tmp_path):
+    """--from-stage cot --eval-stages base: cot and grpo are retrained, so their old eval folders (samples of the
+    replaced checkpoints) go; base's and atc's stay."""
+    import runpy
+    from pathlib import Path
+
+    demo = runpy.run_path(str(Path(__file__).parents[1] / "recipes" / "demo.py"), run_name="demo_test")
+    for stage in ("base", "atc", "cot", "grpo"):
+        (tmp_path / "eval" / stage).mkdir(parents=True)
+        (tmp_path / "eval" / stage / "samples.jsonl").write_text("{}\n")
+    removed = demo["drop_stale_evals"](tmp_path, ["cot", "grpo"], ["base"])
+    assert removed == [tmp_path / "eval" / "cot", tmp_path / "eval" / "grpo"]
+    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["atc", "base"]
+    assert demo["drop_stale_evals"](tmp_path, ["cot", "grpo"], ["cot", "grpo"]) == []
+
+
 def test_demo_from_stage_refuses_other_options_and_missing_checkpoints(tmp_path, capsys):
     """--from-stage reuses DIR: other data or model options than DIR was made with, a missing starting checkpoint,
     or an --out that is a file are one-line errors before anything is written."""
