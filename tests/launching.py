@@ -9,6 +9,7 @@ warning naming the log, not a silent pass; any other failure fails. docs/trainin
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import warnings
@@ -21,7 +22,9 @@ def finished_ranks(stdout: str, world: int) -> set[int]:
     return {int(r) for r in re.findall(rf"^\[done\] rank (\d+)/{world}$", stdout, flags=re.M)}
 
 
-def assert_launch_ok(proc: subprocess.CompletedProcess, world: int, what: str, log: object = None) -> None:
+def assert_launch_ok(
+    proc: subprocess.CompletedProcess, world: int, what: str, log: str | os.PathLike[str] | None = None
+) -> None:
     """Fail unless ``proc`` exited 0 or only aborted at exit after all ``world`` ranks finished (then warn)."""
     if proc.returncode == 0:
         return

@@ -23,7 +23,7 @@ from transformers import Trainer
 from ..alarm.io import load_checkpoint_weights, save_pretrained
 from ..alarm.model import AlarmVideoLLM
 from ..data.collate import GRPOPromptCollator, MediaLoader
-from ..rewards import reward_call_problem
+from ..rewards import CALL_KEYWORDS, reward_call_problem
 from ..zero3 import any_partitioned
 from .data import (
     GenerationBatchSampler,
@@ -58,7 +58,6 @@ __all__ = [
     "resolve_reward_funcs",
 ]
 
-_RESERVED = ("prompts", "completions", "completion_ids", "trainer_state", "log_metric", "log_extra")
 _BATCH_ONLY = (
     "completion_ids",
     "completion_mask",
@@ -381,7 +380,7 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
     ) -> torch.Tensor:
         """``[B*G, F]`` rewards, None -> NaN (as TRL); every function sees every completion once per step."""
         out = torch.full((len(prompts), len(self.reward_funcs)), torch.nan, device=self.accelerator.device)
-        clash = sorted(set(columns) & set(_RESERVED))
+        clash = sorted(set(columns) & set(CALL_KEYWORDS))
         if clash:
             raise ValueError(f"dataset columns {clash} clash with reward keyword arguments TRL reserves; rename them")
         extra = {"trainer_state": self.state, "log_metric": self._log_metric, "log_extra": self._log_extra}

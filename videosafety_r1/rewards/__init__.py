@@ -23,6 +23,8 @@ from .tokenize import TOKENIZERS
 from .wer import word_error_rates
 
 RewardFunc = Callable[..., list]
+# The keywords the GRPO trainer passes every reward besides the dataset columns (TRL's contract).
+CALL_KEYWORDS = ("prompts", "completions", "completion_ids", "trainer_state", "log_metric", "log_extra")
 
 REWARD_FUNCS: dict[str, RewardFunc] = {
     "format": format_reward,
@@ -87,8 +89,8 @@ def reward_call_problem(func: RewardFunc, kwargs: dict[str, Any]) -> str | None:
         inspect.signature(func, follow_wrapped=False).bind(**kwargs)
     except TypeError as err:
         return str(err)
-    except ValueError:
-        return None
+    except ValueError:  # no signature to read (some builtins): the call itself will tell
+        pass
     return None
 
 
@@ -116,6 +118,7 @@ def register_reward(name: str, func: RewardFunc) -> RewardFunc:
 
 
 __all__ = [
+    "CALL_KEYWORDS",
     "PROBLEM_TYPES",
     "REWARD_FUNCS",
     "SAFETY",
