@@ -286,6 +286,7 @@ def test_reward_path_and_kwargs_from_config(tmp_path, user_rewards):
         # the trainer passes prompts=, completions=, completion_ids=, trainer_state= and the dataset columns
         (["my_lab.rewards:strict"], None, r"\(completions, solution\) without \*\*kwargs"),
         (["my_lab.rewards:positional"], None, "has a positional-only parameter without a default"),
+        (["format"], {"format": {"completions": []}}, r"binds \['completions'\], which the trainer passes itself"),
         (["format"], {"accuracy": {"alpha_min": 0.2}}, "not in reward_funcs"),
         (["accuracy"], {"accuracy": {"alpha_min": 0.2}}, "set them as top-level config fields"),
         (["format"], {"format": 3}, "reward_kwargs must map reward names"),
@@ -309,6 +310,8 @@ def test_rewards_are_judged_by_the_callable_the_trainer_calls(tmp_path, user_rew
     assert [reward_call_problem(f, call) for f in funcs] == [None, None]  # VideoGRPOTrainer's check before a call
     assert funcs[0](**call) == [2.0] and funcs[1](**call) == [1.0]
     assert "missing a required argument: 'scale'" in reward_call_problem(get_reward_func(scale), call)  # unbound
+    shadowed = get_reward_func(scale, scale=1.0, solution=["b"])  # a column named like a bound value would win
+    assert "reward_kwargs ['solution'] would be replaced" in reward_call_problem(shadowed, call)
 
 
 def test_reward_kwargs_from_yaml(tmp_path, user_rewards):

@@ -62,6 +62,9 @@ def reward_signature_errors(name: str, kwargs: dict[str, Any]) -> list[str]:
         func = resolve_reward(name)
     except KeyError as err:
         return [f"reward_funcs: {err.args[0]}"]
+    taken = sorted(set(kwargs) & set(CALL_KEYWORDS))
+    if taken:  # the trainer's own keyword would replace the bound value at every call
+        return [f"reward_kwargs[{name!r}] binds {taken}, which the trainer passes itself at every call"]
     try:  # the callable itself: a partial's bound keywords count, a decorator's wrapper is what gets called
         signature = inspect.signature(func, follow_wrapped=False)
     except (TypeError, ValueError):  # no signature to read (some builtins): the first call will tell
@@ -82,9 +85,11 @@ def reward_signature_errors(name: str, kwargs: dict[str, Any]) -> list[str]:
 
 
 def reward_call_problem(func: RewardFunc, kwargs: dict[str, Any]) -> str | None:
-    """Why ``func(**kwargs)`` cannot bind (a required argument nobody passes, ...), or None. Reads the callable
-    itself (``follow_wrapped=False``): a partial's bound keywords count, and a decorator's wrapper is what is called.
-    None too when there is no signature to read."""
+    """Why ``func(**kwargs)`` cannot run as configured, or None: a required argument nobody passes, or a
+    ``reward_kwargs`` value a dataset column of the same name would silently replace. Reads the callable itself
+    (``follow_wrapped=False``): a partial's bound keywords count, and a decorator's wrapper is what is called."""
+    if isinstance(func, functools.partial) and (shadowed := sorted(set(func.keywords) & set(kwargs))):
+        return f"reward_kwargs {shadowed} would be replaced by the dataset columns of the same name"
     try:
         inspect.signature(func, follow_wrapped=False).bind(**kwargs)
     except TypeError as err:
