@@ -259,9 +259,10 @@ def user_rewards(tmp_path, monkeypatch):
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "rewards.py").write_text(USER_MODULE)
+    (package / "broken.py").write_text("raise RuntimeError('boom at import')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     yield "my_lab.rewards"
-    for name in ("my_lab.rewards", "my_lab"):
+    for name in ("my_lab.rewards", "my_lab.broken", "my_lab"):
         sys.modules.pop(name, None)
 
 
@@ -282,6 +283,9 @@ def test_reward_path_and_kwargs_from_config(tmp_path, user_rewards):
     [
         (["my_lab.rewards:nope"], None, "has no function 'nope'"),
         (["my_lab.missing:f"], None, "cannot import module 'my_lab.missing'"),
+        (["my_lab.broken:f"], None, "cannot import module 'my_lab.broken' \\(RuntimeError: boom at import\\)"),
+        ([":f"], None, "cannot import module ''"),
+        (["format", "my_lab.rewards:format"], None, r"log two rewards as \['format'\]"),
         (["no_such_reward"], None, "unknown reward 'no_such_reward'"),
         # the trainer passes prompts=, completions=, completion_ids=, trainer_state= and the dataset columns
         (["my_lab.rewards:strict"], None, r"\(completions, solution\) without \*\*kwargs"),

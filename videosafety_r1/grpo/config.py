@@ -296,6 +296,11 @@ class GRPOConfig(trl.GRPOConfig):
             errors.append("reward_funcs must name at least one reward")
         if len(set(names)) != len(names):
             errors.append(f"reward_funcs has duplicates: {names}")
+        else:  # metrics are keyed by the function part ("rewards/<name>/mean"): two rewards must not share one
+            logged = [n.rpartition(":")[2] for n in names]
+            clashes = sorted({n for n in logged if logged.count(n) > 1})
+            if clashes:
+                errors.append(f"reward_funcs {names} log two rewards as {clashes}: rename one of the functions")
         split = [n for n in names if n in SPLIT_ACCURACY_REWARDS]
         if "accuracy" in names and split:
             errors.append(f"reward_funcs has 'accuracy' and its split terms {split}: use one or the other")

@@ -48,8 +48,10 @@ def resolve_reward(name: str) -> RewardFunc:
         )
     try:
         module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise KeyError(f"reward {name!r}: cannot import module {module_name!r} ({err})") from None
+    except Exception as err:  # not found, a syntax error or an exception inside the module, an empty/relative name
+        raise KeyError(
+            f"reward {name!r}: cannot import module {module_name!r} ({type(err).__name__}: {err})"
+        ) from None
     func = getattr(module, attr, None)
     if not callable(func):
         raise KeyError(f"reward {name!r}: module {module_name!r} has no function {attr!r}")
