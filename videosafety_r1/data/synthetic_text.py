@@ -450,25 +450,43 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
     },
     "heldout": {
         "colour": {
-            "en": ("Tell me the main colour of this {t} footage.",),
-            "zh": ("告诉我这段{t}录像的主要颜色。",),
-            "es": ("Dime el color principal de esta grabación de {t}.",),
-            "fr": ("Dis-moi la couleur principale de cet enregistrement de {t}.",),
-            "ar": ("أخبرني باللون الرئيسي لتسجيل {t} هذا.",),
+            "en": (
+                "Tell me the main colour of this {t} footage.",
+                "Report the colour you notice in this {t} recording.",
+            ),
+            "zh": ("告诉我这段{t}录像的主要颜色。", "讲讲这段{t}录影中你注意到的颜色。"),
+            "es": (
+                "Dime el color principal de esta grabación de {t}.",
+                "Cuéntame qué color notas en esta filmación de {t}.",
+            ),
+            "fr": (
+                "Dis-moi la couleur principale de cet enregistrement de {t}.",
+                "Raconte-moi quelle couleur tu remarques dans ce film de {t}.",
+            ),
+            "ar": ("أخبرني عن اللون الرئيسي لتسجيل {t} هذا.", "اكتب لي اللون الذي تلاحظه في تصوير {t} هذا."),
         },
         "motion": {
-            "en": ("Tell me if the square moves in this {t} footage.",),
-            "zh": ("告诉我这段{t}录像里的方块是否移动。",),
-            "es": ("Dime si el cuadrado se mueve en esta grabación de {t}.",),
-            "fr": ("Dis-moi si le carré bouge dans cet enregistrement de {t}.",),
-            "ar": ("أخبرني هل يتحرك المربع في تسجيل {t} هذا.",),
+            "en": (
+                "Tell me if the square moves in this {t} footage.",
+                "Report whether the square travels around in this {t} recording.",
+            ),
+            "zh": ("告诉我这段{t}录像里的方块是否移动。", "讲讲这段{t}录影中的方块有没有在走动。"),
+            "es": (
+                "Dime si el cuadrado se mueve en esta grabación de {t}.",
+                "Cuéntame si el cuadrado se desplaza en esta filmación de {t}.",
+            ),
+            "fr": (
+                "Dis-moi si le carré bouge dans cet enregistrement de {t}.",
+                "Raconte-moi si le carré se déplace dans ce film de {t}.",
+            ),
+            "ar": ("أخبرني هل يتحرك المربع في تسجيل {t} هذا.", "اكتب لي هل يتنقل المربع في تصوير {t} هذا."),
         },
         "text": {
-            "en": ("Explain {t} to a child in one sentence.",),
-            "zh": ("用一句话向孩子解释{t}。",),
-            "es": ("Explica {t} a un niño en una frase.",),
-            "fr": ("Explique {t} à un enfant en une phrase.",),
-            "ar": ("اشرح {t} لطفل في جملة واحدة.",),
+            "en": ("Explain {t} to a child in one sentence.", "What would a teacher say about {t}?"),
+            "zh": ("用一句话向孩子解释{t}。", "老师会怎么介绍{t}？"),
+            "es": ("Explica {t} a un niño en una frase.", "¿Qué diría un profesor sobre {t}?"),
+            "fr": ("Explique {t} à un enfant en une phrase.", "Que dirait un professeur à propos de {t} ?"),
+            "ar": ("اشرح {t} لطفل في جملة واحدة.", "ماذا يقول معلم عن {t}؟"),
         },
     },
 }
