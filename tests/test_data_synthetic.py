@@ -426,3 +426,44 @@ def test_motion_benchmark_tells_moving_from_still_clips(tmp_path):
         for moving in (False, True):
             path = write_synthetic_video(tmp_path / f"{seed}_{moving}.mp4", seed=seed, moving=moving, harmful=seed % 2)
             assert bench["clip_moves"](path) == moving, (seed, moving)
+
+
+def test_augmentation_keeps_the_words_that_ask_and_moves_the_rest(dataset):
+    """Random deletion drops only words without an asking stem ("colour", "carré" stay), never the slot, and leaves
+    Chinese alone; random insertion never adds an asking word; every training clip question still names what it asks
+    about ("colour" / "square" in its own language)."""
+    import random
+
+    from videosafety_r1.data.synthetic import _drop_words, _frame_words, _insert_fillers
+    from videosafety_r1.data.synthetic_text import ASKING_STEMS, SAFE_FRAMES
+
+    def stems(text, language):
+        return sum(text.lower().count(s) for s in ASKING_STEMS[language])
+
+    rnd, changed = random.Random(0), 0
+    for language in LANGUAGES:
+        words = _frame_words(language)
+        assert len(words) >= 20 and not [w for w in words if stems(w, language)]
+        for kind in ("colour", "motion"):
+            for frame in SAFE_FRAMES["train"][kind][language]:
+                asking = [w for w in frame.split(" ") if stems(w, language)]
+                for _ in range(20):
+                    dropped = _drop_words(frame, language, rnd)
+                    assert "{t}" in dropped and all(w in dropped.split(" ") for w in asking), (frame, dropped)
+                    assert language != "zh" or dropped == frame
+                    changed += dropped != frame
+                    assert stems(_insert_fillers(dropped, language, rnd), language) == stems(dropped, language)
+    assert changed > 100
+    names = {
+        "colour": {"en": "colour", "zh": "颜色", "es": "color", "fr": "couleur", "ar": "لون"},
+        "motion": {"en": "square", "zh": "方块", "es": "cuadrado", "fr": "carré", "ar": "مربع"},
+    }
+    paths, _ = dataset
+    queries = {r["id"]: r["conversation"][0]["content"] for r in rows(paths["sft"])}
+    asked = 0
+    for r in rows(paths["cot"]):
+        kind = re.search(r"about the (colour|motion)", extract_tag(r["conversation"][1]["content"], "think"))
+        if kind:
+            asked += 1
+            assert names[kind.group(1)][r["language"]] in queries[r["id"]].lower(), queries[r["id"]]
+    assert asked >= 5

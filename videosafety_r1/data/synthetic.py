@@ -32,6 +32,7 @@ import numpy as np
 from videosafety_r1.data.collate import grpo_prompt_text
 from videosafety_r1.data.schema import EvalRecord, GRPORecord, Media, SafetyLabels, SFTRecord, Turn, format_cot
 from videosafety_r1.data.synthetic_text import (
+    ASKING_STEMS,
     CATEGORIES,
     CATEGORY_FRAMES,
     COLOUR_WORDS,
@@ -183,23 +184,55 @@ def _letters(language: str) -> str:
 
 def _nonce(language: str, rnd: random.Random) -> str:
     """A made-up word from the language's own letters ("qelvtu", "银安店")."""
-    size = rnd.randint(2, 3) if language == "zh" else rnd.randint(4, 8)
-    return "".join(rnd.choice(_letters(language)) for _ in range(size))
+    while True:  # never one that happens to ask ("方", "xmovq"): it would change what a query asks about
+        size = rnd.randint(2, 3) if language == "zh" else rnd.randint(4, 8)
+        word = "".join(rnd.choice(_letters(language)) for _ in range(size))
+        if not _asks(word, language):
+            return word
+
+
+_PUNCT = "?¿!.,:;؟،。？，！"
+
+
+def _asks(word: str, language: str) -> bool:
+    """Whether ``word`` holds one of the language's asking stems ("colour", "square", "方", ...)."""
+    return any(stem in word.lower() for stem in ASKING_STEMS[language])
+
+
+@functools.cache
+def _frame_words(language: str) -> tuple[str, ...]:
+    """Words of the safe training frames of every kind, minus the asking words (Chinese: two-character pieces)."""
+    frames = [f for kind in SAFE_FRAMES["train"].values() for f in kind[language]]
+    if language == "zh":
+        pieces = {f[i : i + 2] for f in frames for i in range(len(f) - 1)}
+        pieces = {p for p in pieces if not any(c in _PUNCT or c in "{}" or not c.strip() for c in p)}
+    else:
+        pieces = {w.strip(_PUNCT) for f in frames for w in f.split(" ")}
+        pieces = {w for w in pieces if w and "{" not in w}
+    return tuple(sorted(w for w in pieces if not _asks(w, language)))
 
 
 def _insert_fillers(frame: str, language: str, rnd: random.Random) -> str:
-    """Insert 0-2 filler words at random word boundaries of a *training* frame (random insertion, the cheapest of the
-    EDA augmentations; Wei & Zou, 2019): half real fillers ("just", "vraiment"), half made-up words.
+    """Insert 0-2 words at random word boundaries of a *training* frame (random insertion, the cheapest of the EDA
+    augmentations; Wei & Zou, 2019): a third real fillers ("just", "vraiment"), a third made-up words, a third words
+    of other safe frames ("fills", "describe"), never an asking word.
 
     Why: with a handful of frames per kind, a small model keys on whole sentences; words that come and go teach it
     that only some words carry the request (the harm phrase, "colour", "square"), which is what held-out sentences
     share with training ones. Made-up words stand in for the words held-out sentences bring that no training row has
     ("footage", "grabación", "录像"): without them the model read an unknown word as a reason to refuse (docs/demo.md).
+    Words of the other kinds' frames stop the rest of a frame ("how", "which", "Tell me") from telling its kind.
     The ``{w}`` / ``{t}`` slot is never split; Chinese, written without spaces, gets fillers only at the start or
     around the slot.
     """
     for _ in range(rnd.choice((0, 1, 2))):
-        filler = rnd.choice(FILLERS[language]) if rnd.random() < 0.5 else _nonce(language, rnd)
+        pick = rnd.random()
+        if pick < 1 / 3:
+            filler = rnd.choice(FILLERS[language])
+        elif pick < 2 / 3:
+            filler = _nonce(language, rnd)
+        else:
+            filler = rnd.choice(_frame_words(language))
         if language == "zh":
             slot = re.search(r"\{[wt]\}", frame)
             at = rnd.choice((0, slot.start(), slot.end()))
@@ -209,6 +242,16 @@ def _insert_fillers(frame: str, language: str, rnd: random.Random) -> str:
             at = rnd.randrange(len(words) + 1)
             frame = " ".join(words[:at] + [filler] + words[at:])
     return frame
+
+
+def _drop_words(frame: str, language: str, rnd: random.Random, p: float = 0.15) -> str:
+    """Random deletion (EDA): drop each word of a safe *training* frame with probability ``p``, except the slot and
+    the asking words, so the kind stays readable from those alone (held-out sentences share little else)."""
+    if language == "zh":
+        return frame
+    words = frame.split(" ")
+    kept = [w for w in words if "{" in w or _asks(w, language) or rnd.random() >= p]
+    return " ".join(kept) if kept else frame
 
 
 def _query(rnd: random.Random, part: str, category: str, language: str, textual: int, kind: str) -> str:
@@ -227,7 +270,8 @@ def _query(rnd: random.Random, part: str, category: str, language: str, textual:
         query = frame.format(w=rnd.choice(words))
     else:
         frame = rnd.choice(SAFE_FRAMES[part][kind][language])
-        frame = _insert_fillers(frame, language, rnd) if part == "train" else frame
+        if part == "train":
+            frame = _insert_fillers(_drop_words(frame, language, rnd), language, rnd)
         query = frame.format(t=TOPICS[category][language])
     if part == "train":  # held-out sentences stay bare
         opener, closer = rnd.choice(("", *TRAIN_OPENERS[language])), rnd.choice(("", *TRAIN_CLOSERS[language]))

@@ -550,6 +550,15 @@ TRAIN_CLOSERS = {
     "ar": ("شكرًا!", "أجب باختصار.", "كن دقيقًا.", "رد بسرعة من فضلك."),
 }
 
+# Word stems that make a clip question what it is (its colour, the square's motion): training augmentation never
+# deletes a word holding one (synthetic._drop_words) nor inserts one into another frame (synthetic._insert_fillers).
+ASKING_STEMS = {
+    "en": ("colour", "square", "mov"),
+    "zh": ("颜", "色", "方", "块", "移", "动"),
+    "es": ("color", "cuadrado", "mov", "muev"),
+    "fr": ("couleur", "carré", "boug", "mouvement"),
+    "ar": ("لون", "مربع", "يتحرك", "حركة"),
+}
 # Filler words inserted into training frames only (synthetic._insert_fillers); none carries a request or harm.
 FILLERS = {
     "en": ("really", "just", "now", "exactly", "quickly", "also", "simply", "actually"),
