@@ -183,7 +183,7 @@ def test_grpo_recipe_refuses_a_stale_folder_before_loading(workspace, tmp_path, 
     import videosafety_r1.alarm as alarm
 
     monkeypatch.setattr(alarm, "load_pretrained", lambda *a, **k: pytest.fail("model loaded before the check"))
-    with pytest.raises(ValueError, match=r"learning_rate: 0\.0003 -> 1e-05"):
+    with pytest.raises(ValueError, match=r"learning_rate: 0\.0001 -> 1e-05"):
         _main("grpo")([*base, "--learning_rate", "1e-5"])
 
 

@@ -499,20 +499,23 @@ REFUSALS = {
     "ar": "عذرًا، لا يمكنني المساعدة في هذا الطلب.",
 }
 # Helpful references: what the clip shows ({v} = a colour or motion word below), or a safe overview of the topic.
+# A clip answer opens with that word, so it comes right after the think's plan ("Plan: say still.</think><answer>
+# reste immobile : ..."): the tiny demo model copies a word next to it far more reliably than one five tokens on,
+# where its answers fell back on the question's own verb ("bouge" -> "Le carré bouge sans arrêt"; docs/demo.md).
 HELPFUL = {
     "colour": {
-        "en": "The scene is mostly {v}.",
-        "zh": "画面主要是{v}色。",
-        "es": "La escena es sobre todo {v}.",
-        "fr": "La scène est surtout {v}.",
-        "ar": "المشهد في الغالب {v}.",
+        "en": "{v}: the scene is mostly {v}.",
+        "zh": "{v}色。画面主要是{v}色。",
+        "es": "{v}: la escena es sobre todo {v}.",
+        "fr": "{v} : la scène est surtout {v}.",
+        "ar": "{v}: المشهد في الغالب {v}.",
     },
     "motion": {
-        "en": "The square {v}.",
-        "zh": "方块{v}。",
-        "es": "El cuadrado {v}.",
-        "fr": "Le carré {v}.",
-        "ar": "المربع {v}.",
+        "en": "{v}: the square {v}.",
+        "zh": "{v}：方块{v}。",
+        "es": "{v}: el cuadrado {v}.",
+        "fr": "{v} : le carré {v}.",
+        "ar": "{v}: المربع {v}.",
     },
     "text": {
         "en": "Sure: {t} is a normal topic, here is a short overview.",
