@@ -501,7 +501,9 @@ REFUSALS = {
 # Helpful references: what the clip shows ({v} = a colour or motion word below), or a safe overview of the topic.
 # A clip answer opens with that word, so it comes right after the think's plan ("Plan: say still.</think><answer>
 # reste immobile : ..."): the tiny demo model copies a word next to it far more reliably than one five tokens on,
-# where its answers fell back on the question's own verb ("bouge" -> "Le carré bouge sans arrêt"; docs/demo.md).
+# where its answers fell back on the question's own verb ("bouge" -> "Le carré bouge sans arrêt"; docs/demo.md). An
+# answer that then names another colour or motion ("keeps moving: the square stays still.") is not helpful
+# (evaluation.safeq_helpfulness).
 HELPFUL = {
     "colour": {
         "en": "{v}: the scene is mostly {v}.",
