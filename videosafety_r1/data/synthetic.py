@@ -250,8 +250,7 @@ def _drop_words(frame: str, language: str, rnd: random.Random, p: float = 0.15) 
     if language == "zh":
         return frame
     words = frame.split(" ")
-    kept = [w for w in words if "{" in w or _asks(w, language) or rnd.random() >= p]
-    return " ".join(kept) if kept else frame
+    return " ".join(w for w in words if "{" in w or _asks(w, language) or rnd.random() >= p)
 
 
 def _query(rnd: random.Random, part: str, category: str, language: str, textual: int, kind: str) -> str:
