@@ -39,6 +39,18 @@ KEYS = {
     "prompt_format": "prompt_format",
     "on_existing_output": "on_existing_output",
 }
+# Why --stage-args may not set a key of KEYS: the demo derives it, and its tables and scoring read the result there.
+OWNED_BY = {
+    KEYS["model"]: "each stage starts from the previous stage's final checkpoint",
+    KEYS["train_file"]: "the stage's file in DIR/data; change the data with --n, --safe-share, --text-share",
+    KEYS["data_root"]: "DIR/data",
+    KEYS["output_dir"]: "DIR/<stage>; choose DIR with --out",
+    KEYS["seed"]: "use --seed",
+    KEYS["reward_funcs"]: "use --rewards",
+    KEYS["eval_file"]: "the held-out DIR/data/eval.jsonl",
+    KEYS["prompt_format"]: "set per stage by the evaluation",
+    KEYS["on_existing_output"]: "every stage this run trains is trained afresh",
+}
 # What --from-stage must find unchanged in DIR: these decide the data and the base model the earlier stages saw.
 SETTINGS = ("seed", "n", "n_eval", "safe_share", "text_share", "width", "layers", "family")
 FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl", "video_llama_3")
@@ -300,9 +312,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"[demo] seed {seed}: data in {out / 'data'} (held-out eval.jsonl, calibration.jsonl), base in {out / 'base'}"
     )
+    for stale in forget_replaced_results(out, replaced_stages(args)):
+        print(f"[demo] removed {stale}: it scored a checkpoint this run replaces")
     checkpoints = train_stages(args, out, data)
-    for stale in drop_stale_evals(out, trained_stages(args), args.eval_stages):
-        print(f"[demo] removed {stale}: it scored a checkpoint this run replaced, and --eval-stages skips that stage")
     stages = {
         stage: score_stage(stage, checkpoint, out, data, seed)
         for stage, checkpoint in checkpoints.items()
@@ -336,9 +348,11 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         for name in args.rewards:
             for problem in reward_signature_errors(name, {}):  # unknown name, or a signature the trainer cannot call
                 parser.error(f"--rewards: {problem.removeprefix('reward_funcs: ')}")
-    for stage, _ in args.stage_args:
+    for stage, extra in args.stage_args:
         if stage not in ("alarm_init", "atc", "cot", "grpo"):
             parser.error(f"--stage-args: unknown stage {stage!r}; expected alarm_init, atc, cot or grpo")
+        for key in demo_owned_keys(extra):
+            parser.error(f"--stage-args {stage}: --{key} is set by the demo itself ({OWNED_BY[key]})")
     if args.from_stage and STAGES.index(args.from_stage) > STAGES.index(args.until):
         parser.error(f"--from-stage {args.from_stage} comes after --until {args.until}: nothing to train")
     trained = trained_stages(args)
@@ -355,19 +369,42 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         check_resume(parser, args, out)
 
 
+def demo_owned_keys(extra: str) -> list[str]:
+    """The config keys in one ``--stage-args`` string that the demo sets itself (``OWNED_BY``), in order; accepts
+    ``--key value`` and ``--key=value``. A string shlex cannot split is left to :func:`check_stage_overrides`."""
+    try:
+        words = shlex.split(extra)
+    except ValueError:
+        return []
+    keys = [w[2:].split("=", 1)[0] for w in words if w.startswith("--")]
+    return [k for k in dict.fromkeys(keys) if k in OWNED_BY]
+
+
 def trained_stages(args: argparse.Namespace) -> list[str]:
     """The recipe stages this run trains, in order (alarm init goes with ATC)."""
     todo = STAGES[STAGES.index(args.from_stage or "atc") : STAGES.index(args.until) + 1]
     return [s for s in ("alarm_init", "atc", "cot", "grpo") if s in todo or (s == "alarm_init" and "atc" in todo)]
 
 
-def drop_stale_evals(out: Path, trained: list[str], evaluated: list[str]) -> list[Path]:
-    """Remove ``out/eval/<stage>`` for every stage this run trained but does not evaluate (``--from-stage`` with a
-    narrower ``--eval-stages``): those samples describe a checkpoint that no longer exists, and the benchmark
-    scripts would read them as current. Returns the folders removed."""
-    stale = [out / "eval" / s for s in trained if s not in evaluated and (out / "eval" / s).is_dir()]
+def replaced_stages(args: argparse.Namespace) -> list[str]:
+    """The table's stages whose checkpoints this run makes anew: the trained ones, and the base model too unless
+    ``--from-stage`` reuses it."""
+    return [s for s in STAGES if s in trained_stages(args) or (s == "base" and not args.from_stage)]
+
+
+def forget_replaced_results(out: Path, replaced: list[str]) -> list[Path]:
+    """Before anything trains: remove ``out/eval/<stage>`` and the ``summary.json`` row of every stage in
+    ``replaced``. They describe checkpoints this run replaces; a run that stops midway must not leave them for the
+    benchmark scripts or a later ``--from-stage`` to read as current. The rows of reused stages stay. Returns the
+    eval folders removed."""
+    stale = [out / "eval" / s for s in replaced if (out / "eval" / s).is_dir()]
     for folder in stale:
         shutil.rmtree(folder)
+    summary = out / "summary.json"
+    if summary.is_file():
+        kept = json.loads(summary.read_text())
+        kept["stages"] = {s: row for s, row in kept.get("stages", {}).items() if s not in replaced}
+        summary.write_text(json.dumps(kept, indent=2) + "\n")
     return stale
 
 
@@ -426,8 +463,8 @@ def train_stages(args: argparse.Namespace, out: Path, data: dict) -> dict[str, P
         if stage in trained:
             t = time.time()
             argv = _overrides(model=previous, data_root=out / "data", output_dir=out / stage, seed=args.seed)
-            if args.from_stage:  # asked to train this stage again: its previous outputs go
-                argv += _overrides(on_existing_output="overwrite")
+            # a stage this run trains starts afresh over an earlier run's output: its start checkpoint is new
+            argv += _overrides(on_existing_output="overwrite")
             argv += stage_overrides(args, stage)
             if stage == "grpo":
                 argv += _overrides(train_file=data["grpo"])

@@ -185,6 +185,13 @@ def test_validate_decodes_videos_as_training_will(tmp_path, capsys):
         (["--text-share", "1e300"], "--text-share must be a finite number <= 100"),
         (["--family", "llama"], "invalid choice: 'llama'"),
         (["--from-stage", "grpo"], "demo_settings.json not found"),
+        (["--stage-args", "cot", "--output_dir elsewhere"], "--output_dir is set by the demo itself (DIR/<stage>"),
+        (["--stage-args", "grpo", "--beta 0.1 --seed=3"], "--seed is set by the demo itself (use --seed)"),
+        (
+            ["--stage-args", "grpo", "--reward_funcs format"],
+            "--reward_funcs is set by the demo itself (use --rewards)",
+        ),
+        (["--stage-args", "cot", "--num_train_epochs 0"], "no training steps"),
     ],
 )
 def test_demo_refuses_bad_options_before_writing_anything(tmp_path, capsys, argv, message):
@@ -231,9 +238,10 @@ def test_demo_stage_args_are_checked_as_the_run_will_use_them():
     ]  # fmt: skip
 
 
-def test_demo_drops_the_evaluation_of_a_stage_it_retrained_without_scoring(tmp_path):
-    """--from-stage cot --eval-stages base: cot and grpo are retrained, so their old eval folders (samples of the
-    replaced checkpoints) go; base's and atc's stay."""
+def test_demo_forgets_the_results_of_stages_it_replaces_before_training(tmp_path):
+    """Before training, the eval folders and summary.json rows of every stage the run makes anew go (a run stopped
+    midway must not leave them as current); those of reused stages stay. A full run also re-makes the base."""
+    import argparse
     import runpy
     from pathlib import Path
 
@@ -241,10 +249,20 @@ def test_demo_drops_the_evaluation_of_a_stage_it_retrained_without_scoring(tmp_p
     for stage in ("base", "atc", "cot", "grpo"):
         (tmp_path / "eval" / stage).mkdir(parents=True)
         (tmp_path / "eval" / stage / "samples.jsonl").write_text("{}\n")
-    removed = demo["drop_stale_evals"](tmp_path, ["cot", "grpo"], ["base"])
+    old = {s: {"dsr_hh": 0.1 * i} for i, s in enumerate(("base", "atc", "cot", "grpo"))}
+    (tmp_path / "summary.json").write_text(json.dumps({"seed": 3, "stages": old}))
+
+    def replaced(from_stage, until="grpo"):
+        return demo["replaced_stages"](argparse.Namespace(from_stage=from_stage, until=until))
+
+    assert replaced(None) == ["base", "atc", "cot", "grpo"] and replaced(None, "cot") == ["base", "atc", "cot"]
+    assert replaced("cot") == ["cot", "grpo"]
+    removed = demo["forget_replaced_results"](tmp_path, replaced("cot"))
     assert removed == [tmp_path / "eval" / "cot", tmp_path / "eval" / "grpo"]
     assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["atc", "base"]
-    assert demo["drop_stale_evals"](tmp_path, ["cot", "grpo"], ["cot", "grpo"]) == []
+    kept = json.loads((tmp_path / "summary.json").read_text())
+    assert kept == {"seed": 3, "stages": {"base": old["base"], "atc": old["atc"]}}
+    assert demo["forget_replaced_results"](tmp_path / "new", replaced(None)) == []  # nothing there yet: no error
 
 
 def test_demo_from_stage_refuses_other_options_and_missing_checkpoints(tmp_path, capsys):

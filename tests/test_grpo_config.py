@@ -107,6 +107,8 @@ def test_trl_boolean_scale_rewards_still_maps(tmp_path):
         ({"importance_sampling_level": "seq"}, "importance_sampling_level"),
         ({"beta": -0.1}, "beta"),
         ({"num_iterations": 0}, "num_iterations"),
+        ({"num_train_epochs": 0}, "no training steps"),
+        ({"num_train_epochs": -1, "max_steps": -1}, "no training steps"),
         ({"temperature": 0.0}, "temperature"),
         ({"top_p": 0.0}, "top_p"),
         ({"top_p": 1.5}, "top_p"),

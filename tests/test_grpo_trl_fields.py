@@ -250,6 +250,11 @@ def _keyword_adapter(func):
 
 
 adapted = _keyword_adapter(strict)  # the wrapper (with **kwargs) is what the trainer calls
+
+
+class Scorer:
+    def __init__(self, **kwargs):
+        pass
 '''
 
 
@@ -294,6 +299,11 @@ def test_reward_path_and_kwargs_from_config(tmp_path, user_rewards):
         (["format"], {"accuracy": {"alpha_min": 0.2}}, "not in reward_funcs"),
         (["accuracy"], {"accuracy": {"alpha_min": 0.2}}, "set them as top-level config fields"),
         (["format"], {"format": 3}, "reward_kwargs must map reward names"),
+        # a key no parameter takes would vanish into **kwargs: a typo, or a setting the reward never reads
+        (["my_lab.rewards:length_bonus"], {"my_lab.rewards:length_bonus": {"scal": 2}}, r"binds 'scal'.*'scale'\?"),
+        (["format"], {"format": {"strict": True}}, r"binds 'strict', which the reward has no parameter for"),
+        (["my_lab.rewards:Scorer"], None, "is a class; name a function"),
+        (["builtins:len"], None, r"has no signature to check|without \*\*kwargs"),
     ],
 )
 def test_bad_rewards_fail_at_config_load(tmp_path, user_rewards, funcs, kwargs, match):

@@ -117,6 +117,48 @@ def test_stage_trains_exactly_what_it_should(workspace, alarm_start, tmp_path, s
         assert "eval_acc/visual_head" in result["after"] and "eval_loss/lm" in result["before"]
 
 
+@pytest.mark.parametrize("mode", ["joint", "detached"])
+def test_cot_head_loss_trains_the_heads_and_reaches_the_llm_only_when_joint(workspace, alarm_start, tmp_path, mode):
+    """cot_head_loss: the heads train in CoT; `joint` lets the BCE reach the LLM, `detached` stops it there."""
+    from videosafety_r1.data import load_dataset_checked
+    from videosafety_r1.data.collate import MediaLoader, SFTCollator
+    from videosafety_r1.sft import build_sft_model
+
+    args = ATSFTConfig(
+        output_dir=str(tmp_path), model_name_or_path=str(alarm_start), stage="cot", cot_head_loss=mode,
+        use_cpu=True, report_to=[], bf16=False, gradient_checkpointing=False, lambda_textual=0.3,
+    )  # fmt: skip
+    model, processor = build_sft_model(args)
+    assert model.textual_head.weight.requires_grad and not model.alarm_embedding.weight.requires_grad
+    records, _ = load_dataset_checked(workspace / "data" / "cot.jsonl", workspace / "data", kind="sft")
+    batch = SFTCollator(processor, MediaLoader(workspace / "data", 4.0, 8))(records[:4])
+    trainer = ATSFTTrainer(model=model, args=args, train_dataset=records, processing_class=processor)
+    grads = {}
+    for part in ("full", "lm"):
+        model.zero_grad()
+        loss = trainer.compute_loss(model, dict(batch)) if part == "full" else model(**batch).loss
+        loss.backward()
+        grads[part] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    llm = [n for n in grads["lm"] if "layers" in n]
+    assert llm and grads["full"]["textual_head.weight"].abs().sum() > 0
+    same = all(torch.allclose(grads["full"][n], grads["lm"][n], atol=1e-7) for n in llm)
+    assert same == (mode == "detached")  # detached: the LLM sees the LM loss alone
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"stage": "atc", "cot_head_loss": "joint"}, "acts in stage cot only"),
+        ({"stage": "cot", "cot_head_loss": "frozen"}, "cot_head_loss must be one of"),
+        ({"stage": "cot", "lambda_textual": 0.5}, "lambda_textual: 0.5 would be ignored"),
+        ({"stage": "alarm_init", "lambda_visual": 0.0}, "lambda_visual: 0.0 would be ignored"),
+    ],
+)
+def test_head_loss_settings_that_would_not_act_are_refused(tmp_path, fields, message):
+    with pytest.raises(ValueError, match=message):
+        ATSFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], **fields)
+
+
 def test_lora_stage_trains_adapters_only(workspace, tmp_path):
     result = _recipe_main()(_args(workspace, "atc", tmp_path / "lora", use_lora="true", export_plain="true"))
     final = Path(result["final"])

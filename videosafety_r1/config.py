@@ -289,3 +289,14 @@ def apply_checkpointing_alias(config: Any) -> None:
             setattr(config, old, value)
     if getattr(config, "gradient_checkpointing", None) is None:
         config.gradient_checkpointing = False
+
+
+def training_length_problems(config: Any) -> list[str]:
+    """A run that would train no step: ``max_steps`` unset (<= 0) and ``num_train_epochs`` not > 0. transformers'
+    Trainer accepts it, trains nothing and saves the starting weights as if trained; both recipes refuse it."""
+    if config.max_steps > 0 or config.num_train_epochs > 0:  # NaN fails both: refused too
+        return []
+    return [
+        f"num_train_epochs is {config.num_train_epochs} and max_steps is {config.max_steps}: no training steps "
+        "(set num_train_epochs > 0 or max_steps > 0)"
+    ]

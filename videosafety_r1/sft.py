@@ -78,6 +78,8 @@ class ATSFTTrainer(Trainer):
         args: ATSFTConfig = self.args
         v_labels = inputs.pop("visual_alarm_labels", None)
         t_labels = inputs.pop("textual_alarm_labels", None)
+        if args.stage == "cot" and args.cot_head_loss == "detached":
+            inputs = {**inputs, "detach_head_inputs": True}
         outputs = model(**inputs)
         lm_loss = outputs.loss  # mean token cross-entropy over assistant tokens
         loss = lm_loss

@@ -13,12 +13,13 @@ from typing import Any, ClassVar
 import trl
 
 from videosafety_r1.alarm import AlarmConfig
-from videosafety_r1.config import apply_checkpointing_alias
+from videosafety_r1.config import apply_checkpointing_alias, training_length_problems
 from videosafety_r1.runs import ON_EXISTING_OUTPUT
 
-__all__ = ["ATSFTConfig", "STAGES", "SFT_FIELD_SUPPORT", "MODEL_DTYPES"]
+__all__ = ["ATSFTConfig", "COT_HEAD_LOSSES", "STAGES", "SFT_FIELD_SUPPORT", "MODEL_DTYPES"]
 
 STAGES = ("alarm_init", "atc", "cot")
+COT_HEAD_LOSSES = ("none", "joint", "detached")
 MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
 _STAGE_SWITCHES = {
     "alarm_init": dict(train_vectors=True, train_heads=False),
@@ -95,6 +96,14 @@ class ATSFTConfig(trl.SFTConfig):
     stage: str = field(default="atc", metadata={"help": "alarm_init, atc or cot (see videosafety_r1.sft)."})
     lambda_visual: float = field(default=0.1, metadata={"help": "Weight of the visual-head BCE term."})
     lambda_textual: float = field(default=0.1, metadata={"help": "Weight of the textual-head BCE term."})
+    cot_head_loss: str = field(
+        default="none",
+        metadata={
+            "help": "Head BCE in the cot stage: none (published: heads frozen, LM loss only), joint (the ATC loss "
+            "kept as an auxiliary term: heads train and their BCE reaches the LLM) or detached (heads train on the "
+            "final hidden state with its gradient stopped: they follow the LLM, whose loss stays the LM loss)."
+        },
+    )
     alarm_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the alarm vectors."})
     head_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the two heads."})
     alarm_init: str = field(default="zeros", metadata={"help": "Alarm vector init when tokens are new."})
@@ -219,8 +228,25 @@ class ATSFTConfig(trl.SFTConfig):
                 "freeze_vision: false trains the whole vision tower, but use_lora trains adapters only (on the "
                 "lora_target_modules, LLM modules); set use_lora: false to train the tower"
             )
+        problems += training_length_problems(self)
         if min(self.lambda_visual, self.lambda_textual) < 0:
             problems.append("lambda_visual and lambda_textual must be >= 0")
+        if self.cot_head_loss not in COT_HEAD_LOSSES:
+            problems.append(f"cot_head_loss must be one of {COT_HEAD_LOSSES}, got {self.cot_head_loss!r}")
+        elif self.cot_head_loss != "none" and self.stage != "cot":
+            problems.append(
+                f"cot_head_loss: {self.cot_head_loss} acts in stage cot only (stage is {self.stage}; atc always "
+                "trains the heads, alarm_init never does)"
+            )
+        elif not self.heads_in_loss:
+            unused = [
+                f"{k}: {getattr(self, k)}" for k in ("lambda_visual", "lambda_textual") if getattr(self, k) != 0.1
+            ]
+            if unused:
+                problems.append(
+                    f"{', '.join(unused)} would be ignored: stage {self.stage} has no head loss (it has one in atc, "
+                    "and in cot with cot_head_loss: joint or detached)"
+                )
         if not self.video_fps > 0:
             problems.append(f"video_fps must be > 0, got {self.video_fps}")
         if self.video_max_frames < 1:
@@ -235,7 +261,8 @@ class ATSFTConfig(trl.SFTConfig):
 
     @property
     def heads_in_loss(self) -> bool:
-        return self.stage == "atc"
+        """Whether the head BCE terms enter the loss (and the heads train): ATC, or CoT with `cot_head_loss`."""
+        return self.stage == "atc" or (self.stage == "cot" and self.cot_head_loss in ("joint", "detached"))
 
     def alarm_config(self, base: AlarmConfig | None = None) -> AlarmConfig:
         """The AlarmConfig this stage trains with (token strings and placement kept from `base`)."""
@@ -243,6 +270,7 @@ class ATSFTConfig(trl.SFTConfig):
         cfg.freeze_vision = self.freeze_vision
         for key, value in _STAGE_SWITCHES[self.stage].items():
             setattr(cfg, key, value)
+        cfg.train_heads = self.heads_in_loss
         cfg.train_llm = not self.use_lora
         return cfg
 

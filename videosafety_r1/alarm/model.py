@@ -148,8 +148,13 @@ class AlarmVideoLLM(nn.Module):
         return base.get_base_model() if hasattr(base, "peft_config") else base
 
     # --- forward / generate ------------------------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor | None = None, **kwargs: Any) -> AlarmOutput:
+    def forward(
+        self, input_ids: torch.Tensor | None = None, detach_head_inputs: bool = False, **kwargs: Any
+    ) -> AlarmOutput:
         """Base forward plus `visual_alarm_logits` / `textual_alarm_logits` `[B]` at the alarm positions.
+
+        With `detach_head_inputs` the heads read the hidden states with the gradient stopped, so a head loss trains
+        the heads alone (AT-SFT's `cot_head_loss: detached`).
 
         Alarm label fields (`visual_alarm_labels`, `textual_alarm_labels`) are accepted and ignored here: the
         trainer turns them into the ATC loss.
@@ -165,6 +170,8 @@ class AlarmVideoLLM(nn.Module):
         result = AlarmOutput(**{k: v for k, v in out.items() if k in AlarmOutput.__dataclass_fields__})
         if heads:
             hidden, self._captured = self._captured, None  # [B, L, H], after the final norm
+            if detach_head_inputs:
+                hidden = hidden.detach()
             if hidden is None or hidden.shape[1] != input_ids.shape[1]:
                 raise RuntimeError("the final hidden state was not captured for the whole sequence")
             rows = torch.arange(input_ids.shape[0], device=input_ids.device)

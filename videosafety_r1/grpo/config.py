@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import trl
 from transformers.trainer_utils import SchedulerType
 
-from ..config import apply_checkpointing_alias
+from ..config import apply_checkpointing_alias, training_length_problems
 from ..constants import parse_dtype
 from .trl_fields import check_trl_fields
 
@@ -246,7 +246,7 @@ class GRPOConfig(trl.GRPOConfig):
         return errors
 
     def _check_ranges(self) -> list[str]:
-        errors = []
+        errors = training_length_problems(self)
         if not 0 < self.epsilon < 1:
             errors.append(f"epsilon must be in (0, 1), got {self.epsilon}")
         if self.epsilon_high is not None and self.epsilon_high <= 0:

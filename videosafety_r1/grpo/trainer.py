@@ -149,6 +149,7 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
             optimizers=optimizers,
             **kwargs,
         )
+        self._check_reward_calls(train_dataset)
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
         self.pad_token_id = tokenizer.pad_token_id
         gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -394,6 +395,19 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
                 raise ValueError(f"reward {name!r} returned {len(values)} values for {len(prompts)} completions")
             out[:, j] = torch.tensor([torch.nan if v is None else float(v) for v in values], device=out.device)
         return out
+
+    def _check_reward_calls(self, dataset: Any) -> None:
+        """Before any step: every reward must accept the keywords its first call will get, built from the first
+        row's columns (a required argument no column provides fails here, not after the first generation)."""
+        if dataset is None or not hasattr(dataset, "__getitem__") or len(dataset) == 0:
+            return
+        columns = {k: [v] for k, v in row_columns(dataset[0]).items()}
+        extra = {"trainer_state": self.state, "log_metric": self._log_metric, "log_extra": self._log_extra}
+        kwargs = {"prompts": [""], "completions": [""], "completion_ids": [[]], **columns, **extra}
+        for func, name in zip(self.reward_funcs, self.reward_func_names):
+            problem = reward_call_problem(func, kwargs)
+            if problem:
+                raise TypeError(f"reward {name!r} cannot take the keywords {sorted(kwargs)}: {problem}")
 
     # --- log-probs and loss -----------------------------------------------------------------------------------
     def _logps(

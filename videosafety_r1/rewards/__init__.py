@@ -8,6 +8,7 @@ keyword TRL passes (``trainer_state``, ``log_metric``, ``log_extra``, dataset co
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import inspect
@@ -67,11 +68,23 @@ def reward_signature_errors(name: str, kwargs: dict[str, Any]) -> list[str]:
     taken = sorted(set(kwargs) & set(CALL_KEYWORDS))
     if taken:  # the trainer's own keyword would replace the bound value at every call
         return [f"reward_kwargs[{name!r}] binds {taken}, which the trainer passes itself at every call"]
+    if inspect.isclass(func):  # calling it would build an instance, not return rewards
+        return [f"reward_funcs: {name!r} is a class; name a function (or a module-level instance of the class)"]
     try:  # the callable itself: a partial's bound keywords count, a decorator's wrapper is what gets called
         signature = inspect.signature(func, follow_wrapped=False)
-    except (TypeError, ValueError):  # no signature to read (some builtins): the first call will tell
-        return []
+    except (TypeError, ValueError):  # some builtins: whether the trainer's keyword call works cannot be known now
+        return [f"reward_funcs: {name!r} has no signature to check; wrap it in a Python function taking **kwargs"]
     params = signature.parameters.values()
+    named = {
+        p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    for key in sorted(set(kwargs) - named):  # it would only land in **kwargs, where the reward never reads it
+        close = difflib.get_close_matches(key, sorted(named), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return [
+            f"reward_kwargs[{name!r}] binds {key!r}, which the reward has no parameter for{hint}: it would be "
+            f"ignored; its parameters: {sorted(named)}"
+        ]
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         # the trainer calls every reward with prompts, completions, completion_ids, trainer_state and each dataset
         # column as keywords (TRL's contract): without **kwargs the first step would fail, after the model loaded
