@@ -32,7 +32,8 @@ def clip_moves(path: Path) -> bool:
 
 
 def motion_reading(out: Path, stage: str) -> tuple[float, float, int] | None:
-    """(share right, share saying "moves", rows) for ``stage`` in demo folder ``out``; None if not evaluated."""
+    """(share right, share saying "moves", rows) for ``stage`` in demo folder ``out``; None if not evaluated, and
+    (nan, nan, 0) if evaluated but no completion states a motion in its think."""
     samples_file = out / "eval" / stage / "samples.jsonl"
     if not samples_file.is_file():
         return None
@@ -46,7 +47,7 @@ def motion_reading(out: Path, stage: str) -> tuple[float, float, int] | None:
         total += 1
         said_moves += said.group(1) == "moves"
         right += (said.group(1) == "moves") == clip_moves(out / "data" / row["media"]["path"])
-    return (right / total, said_moves / total, total) if total else None
+    return (right / total, said_moves / total, total) if total else (float("nan"), float("nan"), 0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
             result = motion_reading(out, stage)
             if result is None:
                 print(f"{str(out):<32} {stage:<6} not evaluated")
+            elif not result[2]:
+                print(f'{str(out):<32} {stage:<6} no completion states a motion ("square moves|still")')
             else:
                 print(f"{str(out):<32} {stage:<6} {result[0]:>6.2f} {result[1]:>11.2f} {result[2]:>6}")
 

@@ -3,6 +3,7 @@
 import json
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +49,23 @@ def test_same_seed_is_identical(dataset, tmp_path):
         assert np.array_equal(a, b)
     other = make_synthetic_dataset(tmp_path / "d", 8, seed=6)
     assert other["sft"].read_bytes() != first8["sft"].read_bytes()
+
+
+def test_a_smaller_dataset_over_a_larger_one_leaves_only_its_own_clips(tmp_path, caplog):
+    """make-synthetic into a used folder: clips of the earlier, larger run that no new row uses go (logged); files
+    not named like the generator's own stay."""
+    folder = tmp_path / "data"
+    make_synthetic_dataset(folder, 12, seed=1)
+    (folder / "videos" / "mine.mp4").write_bytes(b"x")
+    with caplog.at_level("WARNING", logger="videosafety_r1.data.synthetic"):
+        paths = make_synthetic_dataset(folder, 6, seed=1)
+    used = set()
+    for key in ("sft", "cot", "grpo", "eval", "calibration"):
+        for line in paths[key].read_text().splitlines():
+            media = json.loads(line)["media"]
+            used |= {Path(media["path"]).name} if media else set()
+    assert {p.name for p in (folder / "videos").iterdir()} == used | {"mine.mp4"}
+    assert "removed" in caplog.text and "clips of an earlier dataset" in caplog.text
 
 
 def test_mean_colour_separates_visual_labels(dataset):
@@ -426,6 +444,24 @@ def test_motion_benchmark_tells_moving_from_still_clips(tmp_path):
         for moving in (False, True):
             path = write_synthetic_video(tmp_path / f"{seed}_{moving}.mp4", seed=seed, moving=moving, harmful=seed % 2)
             assert bench["clip_moves"](path) == moving, (seed, moving)
+
+
+def test_motion_benchmark_tells_no_motion_statement_from_no_evaluation(tmp_path):
+    """An evaluated stage whose completions never state a motion reads (nan, nan, 0), not "not evaluated"."""
+    import json
+    import runpy
+    from pathlib import Path
+
+    bench = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "demo_motion.py"), run_name="test")
+    (tmp_path / "data").mkdir()
+    row = {"id": "e0", "media": {"type": "video", "path": "videos/e0.mp4"}}
+    (tmp_path / "data" / "eval.jsonl").write_text(json.dumps(row) + "\n")
+    assert bench["motion_reading"](tmp_path, "cot") is None
+    (tmp_path / "eval" / "cot").mkdir(parents=True)
+    sample = {"id": "e0", "completion": "<think>Video: blue.</think><answer>blue</answer>", "text_only_pass": False}
+    (tmp_path / "eval" / "cot" / "samples.jsonl").write_text(json.dumps(sample) + "\n")
+    right, says_moves, clips = bench["motion_reading"](tmp_path, "cot")
+    assert clips == 0 and right != right and says_moves != says_moves  # NaN
 
 
 def test_augmentation_keeps_the_words_that_ask_and_moves_the_rest(dataset):

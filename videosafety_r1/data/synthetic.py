@@ -416,4 +416,24 @@ def make_synthetic_dataset(
         paths[part] = out / f"{part}.jsonl"
         _write_jsonl(paths[part], [_eval_record(r) for r in _heldout_rows(out, part, n_eval, seed)])
     logger.info("wrote %d training rows and 2 x %d held-out rows to %s", len(records), 3 * n_eval + n_eval // 2, out)
+    _remove_stale_clips(out, [paths[k] for k in ("sft", "cot", "grpo", "eval", "calibration")])
     return paths
+
+
+_CLIP_NAME = re.compile(r"(train|rl|eval|calibration)_\d{5}\.mp4")
+
+
+def _remove_stale_clips(out: Path, files: list[Path]) -> None:
+    """Delete clips an earlier, larger dataset wrote into ``out/videos`` under this generator's own names that no
+    row of this one uses: left there, they would pass for part of it. Other files are never touched."""
+    used = set()
+    for file in files:
+        for line in file.read_text(encoding="utf-8").splitlines():
+            media = json.loads(line).get("media") or {}
+            if media.get("path"):
+                used.add(Path(media["path"]).name)
+    stale = [p for p in (out / "videos").iterdir() if _CLIP_NAME.fullmatch(p.name) and p.name not in used]
+    for path in stale:
+        path.unlink()
+    if stale:
+        logger.warning("removed %d clips of an earlier dataset in %s that no row of this one uses", len(stale), out)
