@@ -152,6 +152,8 @@ def test_cot_head_loss_trains_the_heads_and_reaches_the_llm_only_when_joint(work
         ({"stage": "cot", "cot_head_loss": "frozen"}, "cot_head_loss must be one of"),
         ({"stage": "cot", "lambda_textual": 0.5}, "lambda_textual: 0.5 would be ignored"),
         ({"stage": "alarm_init", "lambda_visual": 0.0}, "lambda_visual: 0.0 would be ignored"),
+        ({"stage": "alarm_init", "head_learning_rate": 0.01}, "head_learning_rate: 0.01 would be ignored"),
+        ({"stage": "cot", "alarm_learning_rate": 0.01}, "alarm_learning_rate: 0.01 would be ignored"),
     ],
 )
 def test_head_loss_settings_that_would_not_act_are_refused(tmp_path, fields, message):

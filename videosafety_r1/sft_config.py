@@ -242,11 +242,17 @@ class ATSFTConfig(trl.SFTConfig):
             unused = [
                 f"{k}: {getattr(self, k)}" for k in ("lambda_visual", "lambda_textual") if getattr(self, k) != 0.1
             ]
+            if self.head_learning_rate not in (0.0, 1e-5):  # 0: the published configs' way of saying "frozen"
+                unused.append(f"head_learning_rate: {self.head_learning_rate}")
             if unused:
                 problems.append(
-                    f"{', '.join(unused)} would be ignored: stage {self.stage} has no head loss (it has one in atc, "
-                    "and in cot with cot_head_loss: joint or detached)"
+                    f"{', '.join(unused)} would be ignored: stage {self.stage} has no head loss and trains no head (atc "
+                    "has one, and cot with cot_head_loss: joint or detached)"
                 )
+        if self.stage == "cot" and self.alarm_learning_rate not in (0.0, 1e-5):
+            problems.append(
+                f"alarm_learning_rate: {self.alarm_learning_rate} would be ignored: stage cot keeps the alarm vectors frozen"
+            )
         if not self.video_fps > 0:
             problems.append(f"video_fps must be > 0, got {self.video_fps}")
         if self.video_max_frames < 1:

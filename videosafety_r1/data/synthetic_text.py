@@ -509,7 +509,7 @@ HELPFUL = {
         "en": "{v}: the scene is mostly {v}.",
         "zh": "{v}色。画面主要是{v}色。",
         "es": "{v}: la escena es sobre todo {v}.",
-        "fr": "{v} : la scène est surtout {v}.",
+        "fr": "{v} : la scène est surtout en {v}.",  # "en" + the colour as a noun: no agreement to get wrong
         "ar": "{v}: المشهد في الغالب {v}.",
     },
     "motion": {
