@@ -26,6 +26,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -171,10 +172,25 @@ def check_zero3(ctx: dict[str, Any]) -> str:
         "--disable_tqdm", "true", "--use_cpu", str(cpu).lower(), "--bf16", str(not cpu).lower(),
     ]  # fmt: skip
     start = time.perf_counter()
-    _run([sys.executable, "-m", "accelerate.commands.launch", *launch, "recipes/at_sft.py", *args])
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *launch, "recipes/at_sft.py", *args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0 and not (teardown_abort(proc.stderr) and (out / "final").is_dir()):
+        raise RuntimeError(f"exit {proc.returncode}: {proc.stderr.strip()[-600:]}")
     if not (out / "final").is_dir():
         raise RuntimeError(f"no {out / 'final'} after the run")
-    return f"2 steps in {time.perf_counter() - start:.0f} s (launch included), final checkpoint written"
+    note = "" if proc.returncode == 0 else "; a rank then aborted at interpreter exit (known ZeRO-3 teardown abort)"
+    return f"2 steps in {seconds:.0f} s (launch included), final checkpoint written{note}"
+
+
+def teardown_abort(stderr: str) -> bool:
+    """The launcher's summary shows only an abort (SIGABRT) and the peer it stopped (SIGTERM), and the abort is the
+    C++ runtime's "terminate called without an active exception" at interpreter exit: the ZeRO-3 teardown fault the
+    multi-process tests also accept once every rank has finished (tests/launching.py, docs/training.md). A Python
+    error exits 1 and never matches."""
+    codes = {int(c) for c in re.findall(r"exitcode\s*:\s*(-?\d+)", stderr)}
+    return -6 in codes and codes <= {-6, -15} and "terminate called without an active exception" in stderr
 
 
 def _bench(script: str, args: list[str], keep: int = 6) -> Callable[[dict[str, Any]], str]:

@@ -370,13 +370,15 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 
 def demo_owned_keys(extra: str) -> list[str]:
-    """The config keys in one ``--stage-args`` string that the demo sets itself (``OWNED_BY``), in order; accepts
-    ``--key value`` and ``--key=value``. A string shlex cannot split is left to :func:`check_stage_overrides`."""
+    """The config keys in one ``--stage-args`` string that the demo sets itself (``OWNED_BY``), in order, read by
+    the recipes' own override parser (``--key value``, ``--key=value``, ``key=value``, hyphens as underscores). A
+    string that does not parse is left to :func:`check_stage_overrides`, which names the problem."""
+    from videosafety_r1.config import parse_overrides
+
     try:
-        words = shlex.split(extra)
+        keys = [key for key, _ in parse_overrides(shlex.split(extra))]
     except ValueError:
         return []
-    keys = [w[2:].split("=", 1)[0] for w in words if w.startswith("--")]
     return [k for k in dict.fromkeys(keys) if k in OWNED_BY]
 
 

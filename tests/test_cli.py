@@ -187,6 +187,8 @@ def test_validate_decodes_videos_as_training_will(tmp_path, capsys):
         (["--from-stage", "grpo"], "demo_settings.json not found"),
         (["--stage-args", "cot", "--output_dir elsewhere"], "--output_dir is set by the demo itself (DIR/<stage>"),
         (["--stage-args", "grpo", "--beta 0.1 --seed=3"], "--seed is set by the demo itself (use --seed)"),
+        (["--stage-args", "grpo", "seed=3"], "--seed is set by the demo itself (use --seed)"),  # key=value form
+        (["--stage-args", "cot", "--output-dir elsewhere"], "--output_dir is set by the demo itself"),  # hyphens
         (
             ["--stage-args", "grpo", "--reward_funcs format"],
             "--reward_funcs is set by the demo itself (use --rewards)",

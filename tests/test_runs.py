@@ -234,3 +234,15 @@ def test_add_alarm_tokens_returns_a_trained_checkpoint_unchanged(sft_run, caplog
     assert vsr.add_alarm_tokens(model, processor, AlarmConfig(init="normal")) is model  # same tokens and heads
     with pytest.raises(ValueError, match="differ: load the base model"):
         vsr.add_alarm_tokens(model, processor, AlarmConfig(visual_token="<|other|>"))
+
+
+def test_load_train_files_takes_one_path_as_one_file(workspace):
+    """A single path (str or Path) for files and for roots is one file and one folder, not a sequence of letters."""
+    from videosafety_r1.runs import load_train_files
+
+    data = workspace / "data"
+    as_list = load_train_files([str(data / "sft.jsonl")], [str(data)])
+    assert as_list and len(load_train_files(str(data / "sft.jsonl"), str(data))) == len(as_list)
+    assert len(load_train_files(data / "sft.jsonl", data)) == len(as_list)
+    two = load_train_files([str(data / "sft.jsonl")] * 2, str(data))
+    assert len(two) == 2 * len(as_list)

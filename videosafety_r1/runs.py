@@ -316,16 +316,21 @@ def finish_run(
 
 
 def load_train_files(
-    files: list[str], roots: list[str] | None, kind: str = "sft", on_bad_row: str = "error", **check: Any
+    files: str | os.PathLike | list[str],
+    roots: str | os.PathLike | list[str] | None,
+    kind: str = "sft",
+    on_bad_row: str = "error",
+    **check: Any,
 ) -> list[Any]:
-    """Validated records of every file, concatenated in order; ``roots``: None, one folder for all files, or one per
-    file. With several files each record keeps its own root (``Media.root``), against which its path is checked.
-    ``check`` goes to ``load_dataset_checked`` (``video_fps``, ``video_max_frames``: decode as training will;
-    ``alarm_config``: the alarm literals to refuse in text)."""
+    """Validated records of every file, concatenated in order; ``files``: one path or a list; ``roots``: None, one
+    folder for all files, or one per file. With several files each record keeps its own root (``Media.root``),
+    against which its path is checked. ``check`` goes to ``load_dataset_checked`` (``video_fps``,
+    ``video_max_frames``: decode as training will; ``alarm_config``: the alarm literals to refuse in text)."""
     from videosafety_r1.data import load_dataset_checked
     from videosafety_r1.media import with_data_root
 
-    roots = list(roots or [])
+    files = [files] if isinstance(files, (str, os.PathLike)) else list(files)  # a path is one file, not its letters
+    roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots or [])
     if len(roots) > 1 and len(roots) != len(files):
         raise ValueError(f"data_root has {len(roots)} folders for {len(files)} train files: give one or one each")
     pairs = list(zip(files, roots if len(roots) > 1 else [roots[0] if roots else None] * len(files), strict=True))

@@ -233,16 +233,21 @@ class ATSFTConfig(trl.SFTConfig):
             problems.append("lambda_visual and lambda_textual must be >= 0")
         if self.cot_head_loss not in COT_HEAD_LOSSES:
             problems.append(f"cot_head_loss must be one of {COT_HEAD_LOSSES}, got {self.cot_head_loss!r}")
+        elif self.cot_head_loss != "none" and self.lambda_visual == self.lambda_textual == 0:
+            problems.append(f"cot_head_loss: {self.cot_head_loss} with both lambdas 0 would train nothing")
         elif self.cot_head_loss != "none" and self.stage != "cot":
             problems.append(
                 f"cot_head_loss: {self.cot_head_loss} acts in stage cot only (stage is {self.stage}; atc always "
                 "trains the heads, alarm_init never does)"
             )
         elif not self.heads_in_loss:
+            # the default or 0 agree with a stage that has no head loss (0: the published configs' "frozen")
             unused = [
-                f"{k}: {getattr(self, k)}" for k in ("lambda_visual", "lambda_textual") if getattr(self, k) != 0.1
+                f"{k}: {getattr(self, k)}"
+                for k in ("lambda_visual", "lambda_textual")
+                if getattr(self, k) not in (0.0, 0.1)
             ]
-            if self.head_learning_rate not in (0.0, 1e-5):  # 0: the published configs' way of saying "frozen"
+            if self.head_learning_rate not in (0.0, 1e-5):
                 unused.append(f"head_learning_rate: {self.head_learning_rate}")
             if unused:
                 problems.append(
