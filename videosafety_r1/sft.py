@@ -78,7 +78,7 @@ class ATSFTTrainer(Trainer):
         args: ATSFTConfig = self.args
         v_labels = inputs.pop("visual_alarm_labels", None)
         t_labels = inputs.pop("textual_alarm_labels", None)
-        if args.stage == "cot" and args.cot_head_loss == "detached":
+        if args.cot_head_loss == "detached":  # the config allows it in stage cot only
             inputs = {**inputs, "detach_head_inputs": True}
         outputs = model(**inputs)
         lm_loss = outputs.loss  # mean token cross-entropy over assistant tokens

@@ -21,10 +21,11 @@ __all__ = ["ATSFTConfig", "COT_HEAD_LOSSES", "STAGES", "SFT_FIELD_SUPPORT", "MOD
 STAGES = ("alarm_init", "atc", "cot")
 COT_HEAD_LOSSES = ("none", "joint", "detached")
 MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
+# what each stage trains besides the LLM; the heads train exactly when their loss is on (`heads_in_loss`)
 _STAGE_SWITCHES = {
-    "alarm_init": dict(train_vectors=True, train_heads=False),
-    "atc": dict(train_vectors=True, train_heads=True),
-    "cot": dict(train_vectors=False, train_heads=False),
+    "alarm_init": dict(train_vectors=True),
+    "atc": dict(train_vectors=True),
+    "cot": dict(train_vectors=False),
 }
 _NO_PACKING = "AT-SFT batches carry one conversation per row (the alarm positions and head labels are per row)"
 

@@ -69,6 +69,13 @@ _BATCH_ONLY = (
 )
 
 
+def _check_reward_call(func: RewardFunc, name: str, kwargs: dict[str, Any]) -> None:
+    """Raise ``TypeError`` naming the reward when ``func(**kwargs)`` cannot run as configured."""
+    problem = reward_call_problem(func, kwargs)
+    if problem:
+        raise TypeError(f"reward {name!r} cannot take the keywords {sorted(kwargs)}: {problem}")
+
+
 class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
     """GRPO for Video LLMs with alarm tokens, configured by :class:`videosafety_r1.grpo.GRPOConfig`.
 
@@ -381,20 +388,25 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
     ) -> torch.Tensor:
         """``[B*G, F]`` rewards, None -> NaN (as TRL); every function sees every completion once per step."""
         out = torch.full((len(prompts), len(self.reward_funcs)), torch.nan, device=self.accelerator.device)
-        clash = sorted(set(columns) & set(CALL_KEYWORDS))
-        if clash:
-            raise ValueError(f"dataset columns {clash} clash with reward keyword arguments TRL reserves; rename them")
-        extra = {"trainer_state": self.state, "log_metric": self._log_metric, "log_extra": self._log_extra}
-        kwargs = {"prompts": prompts, "completions": completions, "completion_ids": completion_ids, **columns, **extra}
+        kwargs = self._reward_kwargs(prompts, completions, completion_ids, columns)
         for j, (func, name) in enumerate(zip(self.reward_funcs, self.reward_func_names)):
-            problem = reward_call_problem(func, kwargs)  # e.g. a required argument no column provides
-            if problem:
-                raise TypeError(f"reward {name!r} cannot take the keywords {sorted(kwargs)}: {problem}")
+            _check_reward_call(func, name, kwargs)  # e.g. a required argument no column provides
             values = func(**kwargs)
             if len(values) != len(prompts):
                 raise ValueError(f"reward {name!r} returned {len(values)} values for {len(prompts)} completions")
             out[:, j] = torch.tensor([torch.nan if v is None else float(v) for v in values], device=out.device)
         return out
+
+    def _reward_kwargs(
+        self, prompts: list[str], completions: list[str], completion_ids: list[list[int]], columns: dict[str, list]
+    ) -> dict[str, Any]:
+        """The keywords every reward is called with (TRL's protocol): the batch, every dataset column, and the
+        trainer's own (``trainer_state``, ``log_metric``, ``log_extra``)."""
+        clash = sorted(set(columns) & set(CALL_KEYWORDS))
+        if clash:
+            raise ValueError(f"dataset columns {clash} clash with reward keyword arguments TRL reserves; rename them")
+        extra = {"trainer_state": self.state, "log_metric": self._log_metric, "log_extra": self._log_extra}
+        return {"prompts": prompts, "completions": completions, "completion_ids": completion_ids, **columns, **extra}
 
     def _check_reward_calls(self, dataset: Any) -> None:
         """Before any step: every reward must accept the keywords its first call will get, built from the first
@@ -402,12 +414,9 @@ class VideoGRPOTrainer(ObjectiveMixin, RolloutLogMixin, Trainer):
         if dataset is None or not hasattr(dataset, "__getitem__") or len(dataset) == 0:
             return
         columns = {k: [v] for k, v in row_columns(dataset[0]).items()}
-        extra = {"trainer_state": self.state, "log_metric": self._log_metric, "log_extra": self._log_extra}
-        kwargs = {"prompts": [""], "completions": [""], "completion_ids": [[]], **columns, **extra}
+        kwargs = self._reward_kwargs([""], [""], [[]], columns)
         for func, name in zip(self.reward_funcs, self.reward_func_names):
-            problem = reward_call_problem(func, kwargs)
-            if problem:
-                raise TypeError(f"reward {name!r} cannot take the keywords {sorted(kwargs)}: {problem}")
+            _check_reward_call(func, name, kwargs)
 
     # --- log-probs and loss -----------------------------------------------------------------------------------
     def _logps(
