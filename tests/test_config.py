@@ -125,3 +125,44 @@ def test_grpo_config_validation_runs_through_load_config(tmp_path):
         load_config(GRPOConfig, path, ["--loss_type", "sapo"])
     with pytest.raises(ValueError, match="per_device_train_batch_size"):
         load_config(GRPOConfig, path, ["--per-device-train-batch-size", "two"])
+
+
+@dataclass
+class Paired:
+    low: int = field(default=0, metadata={"help": "lower bound"})
+    high: int = field(default=1, metadata={"help": "upper bound"})
+    note: str = field(default="", metadata={"help": "not part of the check"})
+
+    def __post_init__(self):
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+
+
+def test_value_error_names_the_yaml_line(tmp_path):
+    path = write(tmp_path, "name: x\nsteps: many\n", name="stage.yaml")
+    with pytest.raises(ValueError, match=r"stage\.yaml, line 2: bad value \['many'\] for 'steps'"):
+        load_config(Small, path, [])
+    path = write(tmp_path, "rate: 0.1\nweights: yes\n", name="typed.yaml")
+    with pytest.raises(ValueError, match=r"typed\.yaml, line 2: 'weights' expects"):
+        load_config(Small, path, [])
+
+
+def test_cross_field_error_names_file_and_where_each_field_was_set(tmp_path):
+    path = write(tmp_path, "note: lowhigh\nhigh: 3\nlow: 5\n", name="pair.yaml")
+    with pytest.raises(ValueError) as err:
+        load_config(Paired, path, [])
+    assert str(err.value) == "pair.yaml: low (5) must be below high (3) [set at: high line 2, low line 3]".replace(
+        "pair.yaml", str(path)
+    )
+    with pytest.raises(ValueError, match=r"\[set at: high line 2, low on the command line\]$"):
+        load_config(Paired, path, ["--low", "4"])
+    with pytest.raises(
+        ValueError, match=r"^command-line overrides: low \(2\) must be below high \(1\) \[set at: low on"
+    ):
+        load_config(Paired, None, ["--low", "2"])
+    # a field left at its default is not listed: it was set nowhere
+    path = write(tmp_path, "high: 0\n", name="only_high.yaml")
+    with pytest.raises(
+        ValueError, match=r"only_high\.yaml: low \(0\) must be below high \(0\) \[set at: high line 1\]$"
+    ):
+        load_config(Paired, path, [])

@@ -216,7 +216,7 @@ def test_several_train_files_each_with_its_own_root(tmp_path):
 def test_old_keys_are_rejected_naming_the_new_one(tmp_path, key, new):
     path = tmp_path / "c.yaml"
     path.write_text(f"output_dir: {tmp_path}\nuse_cpu: true\n{key}: 1\n")
-    with pytest.raises(ValueError, match=rf"c\.yaml: key '{key}' was renamed to '{new}'"):
+    with pytest.raises(ValueError, match=rf"c\.yaml, line \d+: key '{key}' was renamed to '{new}'"):
         load_config(ATSFTConfig, path, [])
     with pytest.raises(ValueError, match=f"renamed to '{new}'"):
         load_config(ATSFTConfig, None, [f"--{key}", "1"])
@@ -239,9 +239,9 @@ def test_shipped_sft_and_eval_configs_use_no_deprecated_key():
 @pytest.mark.parametrize(
     "text, match",
     [
-        ("max_steps: true\n", r"c\.yaml: 'max_steps' expects int, got bool True"),
-        ("learning_rate: [1, 2]\n", r"c\.yaml: 'learning_rate' expects float, got list"),
-        ("stage: 3\n", r"c\.yaml: 'stage' expects str, got int 3"),
+        ("max_steps: true\n", r"c\.yaml, line 3: 'max_steps' expects int, got bool True"),
+        ("learning_rate: [1, 2]\n", r"c\.yaml, line 3: 'learning_rate' expects float, got list"),
+        ("stage: 3\n", r"c\.yaml, line 3: 'stage' expects str, got int 3"),
         ("video_fps: {a: 1}\n", r"'video_fps' expects float"),
         ("train_file: [a.jsonl, [b.jsonl]]\n", r"'train_file' expects"),
     ],
@@ -258,10 +258,10 @@ def test_wrong_types_in_grpo_config(tmp_path):
 
     path = tmp_path / "g.yaml"
     path.write_text(f"output_dir: {tmp_path}\nuse_cpu: true\nnum_generations: [4, 8]\n")
-    with pytest.raises(ValueError, match=r"g\.yaml: 'num_generations' expects .*int.*, got list"):
+    with pytest.raises(ValueError, match=r"g\.yaml, line \d+: 'num_generations' expects .*int.*, got list"):
         load_config(GRPOConfig, path, [])
     path.write_text(f"output_dir: {tmp_path}\nuse_cpu: true\nmax_steps: true\n")
-    with pytest.raises(ValueError, match=r"g\.yaml: 'max_steps' expects int"):
+    with pytest.raises(ValueError, match=r"g\.yaml, line \d+: 'max_steps' expects int"):
         load_config(GRPOConfig, path, [])
 
 

@@ -162,42 +162,71 @@ def load_config(cls: type[T], yaml_path: str | os.PathLike | None, overrides: li
     renamed: dict[str, str] = dict(getattr(cls, "renamed_fields", {}) or {})
     values: dict[str, Any] = {}
 
+    lines: dict[str, int] = {}
+    source = "command-line overrides"
     if yaml_path is not None:
         source = os.fspath(yaml_path)
         with open(source, encoding="utf-8") as fh:
-            try:
-                data = yaml.load(fh, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-            except (ValueError, yaml.YAMLError) as err:
-                raise ValueError(f"{source}: {err}") from None
+            text = fh.read()
+        try:
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        except (ValueError, yaml.YAMLError) as err:
+            raise ValueError(f"{source}: {err}") from None
         data = {} if data is None else data
         if not isinstance(data, dict):
             raise ValueError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
+        lines = _key_lines(text)
         for key, value in data.items():
+            at = f"{source}, line {lines[key]}" if key in lines else source
             if key not in known:
-                raise _unknown_key_error(source, str(key), known, renamed)
+                raise _unknown_key_error(at, str(key), known, renamed)
             if isinstance(value, str):
-                value = _convert(parser, source, key, [value])
+                value = _convert(parser, at, key, [value])
             elif (
                 isinstance(value, list)
                 and value
                 and _nargs(parser, key) in ("+", "*")
                 and all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in value)
             ):
-                value = _convert(parser, source, key, [str(v) for v in value])
+                value = _convert(parser, at, key, [str(v) for v in value])
             else:
-                value = _check_type(hints, source, key, value)
+                value = _check_type(hints, at, key, value)
             values[key] = value
 
+    from_cli: set[str] = set()
     for key, args in parse_overrides(list(overrides or [])):
         if key not in known and key.startswith("no_") and key[3:] in bool_fields and not args:
             key, args = key[3:], ["false"]
         if key not in known:
             raise _unknown_key_error("command-line override", key, known, renamed)
         values[key] = _convert(parser, "command-line override", key, args)
+        from_cli.add(key)
 
     logger.debug("config %s from %s with %d overrides", cls.__name__, yaml_path, len(overrides or []))
-    (config,) = parser.parse_dict(values, allow_extra_keys=False)
+    try:
+        (config,) = parser.parse_dict(values, allow_extra_keys=False)
+    except ValueError as err:  # a check across fields (__post_init__): say where each field it names was set
+        raise ValueError(f"{source}: {err}{_where_set(str(err), values, lines, from_cli)}") from None
     return config
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """``{top-level key: 1-based line}`` of a YAML mapping (empty when the text is not one)."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if not isinstance(root, yaml.MappingNode):
+        return {}
+    return {key.value: key.start_mark.line + 1 for key, _ in root.value if isinstance(key, yaml.ScalarNode)}
+
+
+def _where_set(message: str, values: dict[str, Any], lines: dict[str, int], from_cli: set[str]) -> str:
+    """`` [set at: lr line 12, seed on the command line]`` for the set fields ``message`` names; "" for none."""
+    named = [key for key in values if re.search(rf"(?<![A-Za-z0-9_]){re.escape(key)}(?![A-Za-z0-9_])", message)]
+    places = [
+        f"{key} on the command line" if key in from_cli else f"{key} line {lines[key]}"
+        for key in named
+        if key in from_cli or key in lines
+    ]
+    return f" [set at: {', '.join(places)}]" if places else ""
 
 
 def parse_recipe_args(
