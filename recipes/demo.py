@@ -286,12 +286,13 @@ def main(argv: list[str] | None = None) -> dict:
         action="append",
         default=[],
         metavar=("STAGE", "ARGS"),
-        help='extra overrides for one stage, e.g. --stage-args cot "--num_train_epochs 20" (repeatable)',
+        help='extra overrides for one stage, e.g. --stage-args cot "--num_train_epochs 20" or cot '
+        "num_train_epochs=20 (repeatable)",
     )
     parser.add_argument("--eval-stages", nargs="+", default=list(STAGES), choices=STAGES, help="stages to evaluate")
     parser.add_argument("--until", choices=("atc", "cot", "grpo"), default="grpo", help="last stage to train")
     parser.add_argument("--from-stage", choices=("atc", "cot", "grpo"), help="reuse earlier stages already in --out")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(lone_overrides_as_values(list(sys.argv[1:] if argv is None else argv)))
     check_args(parser, args)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -326,6 +327,18 @@ def main(argv: list[str] | None = None) -> dict:
     print(stage_table(stages))
     print(f"[demo] finished in {time.time() - start:.0f} s; {out / 'summary.json'}, {out / 'dsr_vs_frr.png'}")
     return summary
+
+
+def lone_overrides_as_values(argv: list[str]) -> list[str]:
+    """``--stage-args cot --learning_rate=1e-3`` -> ``... cot learning_rate=1e-3``: argparse reads a lone word that
+    starts with ``-`` as an option ("expected 2 arguments"), while the recipes' override parser takes ``key=value``
+    for ``--key=value`` alike."""
+    out = list(argv)
+    for i, word in enumerate(out[:-2]):
+        value = out[i + 2]
+        if word == "--stage-args" and value.startswith("-") and " " not in value and "=" in value:
+            out[i + 2] = value.lstrip("-")
+    return out
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

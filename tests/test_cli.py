@@ -188,6 +188,9 @@ def test_validate_decodes_videos_as_training_will(tmp_path, capsys):
         (["--stage-args", "cot", "--output_dir elsewhere"], "--output_dir is set by the demo itself (DIR/<stage>"),
         (["--stage-args", "grpo", "--beta 0.1 --seed=3"], "--seed is set by the demo itself (use --seed)"),
         (["--stage-args", "grpo", "seed=3"], "--seed is set by the demo itself (use --seed)"),  # key=value form
+        # one --key=value word: argparse alone would read it as an option ("expected 2 arguments")
+        (["--stage-args", "grpo", "--seed=3"], "--seed is set by the demo itself (use --seed)"),
+        (["--stage-args", "cot", "--num_train_epochs=0", "--seed", "1"], "no training steps"),
         (["--stage-args", "cot", "--output-dir elsewhere"], "--output_dir is set by the demo itself"),  # hyphens
         (
             ["--stage-args", "grpo", "--reward_funcs format"],
