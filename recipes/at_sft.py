@@ -16,6 +16,7 @@ import sys
 import transformers
 
 from videosafety_r1.config import check_model_path, parse_recipe_args
+from videosafety_r1.errors import exit_on_input_error
 from videosafety_r1.runs import finish_run, resume_checkpoint
 from videosafety_r1.sft import ATSFTConfig, ATSFTTrainer, build_sft_collator, build_sft_model, load_sft_datasets
 
@@ -28,10 +29,12 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=args.get_process_log_level())
     transformers.utils.logging.set_verbosity(args.get_process_log_level())
 
-    # everything checkable before the model loads: model path, output folder, data
-    check_model_path(args.model_name_or_path)
-    last = resume_checkpoint(args, is_main_process=args.process_index == 0)
-    train, evaluation = load_sft_datasets(args)
+    # everything checkable before the model loads, and the data before the output folder is touched; bad input is
+    # one message and exit 2
+    with exit_on_input_error("at_sft.py"):
+        check_model_path(args.model_name_or_path)
+        train, evaluation = load_sft_datasets(args)
+        last = resume_checkpoint(args, is_main_process=args.process_index == 0)
 
     model, processor = build_sft_model(args)
     trainer = ATSFTTrainer(

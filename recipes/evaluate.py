@@ -17,6 +17,7 @@ import sys
 from transformers import set_seed
 
 from videosafety_r1.config import check_model_path, parse_recipe_args
+from videosafety_r1.errors import exit_on_input_error
 from videosafety_r1.evaluation import EvalConfig, distributed_state, format_table, run_evaluation, summary_rows
 from videosafety_r1.zero3 import close_process_group
 
@@ -30,11 +31,11 @@ def main(argv: list[str] | None = None) -> dict:
         level=logging.INFO if state.is_main_process else logging.WARNING,
         format=f"%(asctime)s [rank {state.process_index}] %(levelname)s %(name)s: %(message)s",
     )
-    check_model_path(config.model_name_or_path)
-    set_seed(config.seed)
-    logger.info("evaluating %s on %s -> %s", config.model_name_or_path, config.eval_file, config.output_dir)
-
-    results = run_evaluation(config)
+    with exit_on_input_error("evaluate.py"):  # bad input (model path, data, output folder): one message, exit 2
+        check_model_path(config.model_name_or_path)
+        set_seed(config.seed)
+        logger.info("evaluating %s on %s -> %s", config.model_name_or_path, config.eval_file, config.output_dir)
+        results = run_evaluation(config)
 
     if state.is_main_process:
         metrics = results["metrics"]

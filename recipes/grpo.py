@@ -18,6 +18,7 @@ import transformers
 
 from videosafety_r1.alarm import load_pretrained
 from videosafety_r1.config import check_model_path, parse_recipe_args
+from videosafety_r1.errors import exit_on_input_error
 from videosafety_r1.evaluation.plots import plot_reward_curve
 from videosafety_r1.grpo import GRPOConfig
 from videosafety_r1.grpo.trainer import VideoGRPOTrainer
@@ -32,11 +33,14 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=args.get_process_log_level())
     transformers.utils.logging.set_verbosity(args.get_process_log_level())
 
-    # everything checkable before the model loads: model path, output folder, data
-    check_model_path(args.model_name_or_path)
-    last = resume_checkpoint(args, is_main_process=args.process_index == 0)
-    sampling = {"video_fps": args.video_fps, "video_max_frames": args.video_max_frames}  # decode as rollouts will
-    records = load_train_files(args.train_file, args.data_root, kind="grpo", on_bad_row=args.on_bad_row, **sampling)
+    # everything checkable before the model loads, and the data before the output folder is touched; bad input is
+    # one message and exit 2
+    with exit_on_input_error("grpo.py"):
+        check_model_path(args.model_name_or_path)
+        sampling = {"video_fps": args.video_fps, "video_max_frames": args.video_max_frames}  # decode as rollouts will
+        kind, bad = "grpo", args.on_bad_row
+        records = load_train_files(args.train_file, args.data_root, kind=kind, on_bad_row=bad, **sampling)
+        last = resume_checkpoint(args, is_main_process=args.process_index == 0)
 
     # alarm vectors stay frozen (GRPOConfig.freeze_alarm); rewards come from args.reward_funcs / reward_weights
     model, processor = load_pretrained(args.model_name_or_path, **args.load_kwargs)

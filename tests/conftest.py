@@ -81,3 +81,18 @@ def grpo_data(tmp_path_factory):
     paths = make_synthetic_dataset(root, 4, seed=0)
     records, _ = load_dataset_checked(paths["grpo"], root)
     return root, records
+
+
+@pytest.fixture
+def refused(capsys):
+    """``refused(main, argv) -> stderr``: a recipe's ``main`` must stop on bad input with exit status 2 and one
+    message (``videosafety_r1.errors.exit_on_input_error``), no traceback."""
+
+    def run(main, argv):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "Traceback" not in err, err
+        return err
+
+    return run

@@ -329,3 +329,12 @@ def test_demo_partial_rerun_keeps_the_rows_of_reused_stages(tmp_path):
     merged = demo["with_earlier_rows"](tmp_path, "cot", {"grpo": {"dsr_hh": 0.9}})  # cot retrained, not evaluated
     assert list(merged) == ["base", "atc", "grpo"]
     assert demo["with_earlier_rows"](tmp_path / "none", "grpo", {"grpo": {}}) == {"grpo": {}}
+
+
+@pytest.mark.parametrize("extra", [["--threshold", "1.5"], ["--threshold", "-0.1"], ["--batch-size", "0"]])
+def test_predict_harm_refuses_a_threshold_that_is_no_probability(tmp_path, capsys, extra):
+    data = tmp_path / "rows.jsonl"
+    data.write_text("{}\n")
+    argv = ["predict-harm", "--model", str(tmp_path), "--data", str(data), "--out", str(tmp_path / "p.jsonl")]
+    assert main([*argv, *extra]) == 2
+    assert "--threshold must be in [0, 1]" in capsys.readouterr().out and not (tmp_path / "p.jsonl").exists()

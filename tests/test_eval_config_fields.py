@@ -175,3 +175,21 @@ def test_video_settings_reach_frame_sampling(setup, monkeypatch, tmp_path):
         )  # fmt: skip
     )
     assert seen and set(seen) == {(3.0, 5)}
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"max_samples": 0}, "max_samples must be >= 1"),
+        ({"max_samples": -1}, "max_samples must be >= 1"),  # records[:-1] dropped the last row
+        ({"judge_keywords": "klingon"}, "judge_keywords must be one of ['default', 'gcg'"),
+        ({"judge_model": "lm"}, "judge_model would be ignored: judge=keyword"),
+        ({"judge_template": "guard_safe_unsafe"}, "judge_template would be ignored"),
+        ({"dsr_split": "XX"}, "dsr_split must be one of ('HH', 'SH')"),
+    ],
+)
+def test_settings_that_cannot_act_are_refused(kw, message):
+    with pytest.raises(ValueError) as err:
+        EvalConfig(model_name_or_path="m", eval_file="e", **kw)
+    assert message in str(err.value)
+    EvalConfig(model_name_or_path="m", eval_file="e", judge="http", judge_model="served", dsr_split="SH")

@@ -187,7 +187,7 @@ def test_old_keys_are_refused_naming_the_new_one(tmp_path, key, new):
 
     path = tmp_path / "g.yaml"
     path.write_text(f"output_dir: {tmp_path}\nuse_cpu: true\n{key}: 1\n")
-    with pytest.raises(ValueError, match=rf"g\.yaml: key '{key}' was renamed to '{new}'"):
+    with pytest.raises(ValueError, match=rf"g\.yaml, line 3: key '{key}' was renamed to '{new}'"):
         load_config(GRPOConfig, path, [])
 
 

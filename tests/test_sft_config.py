@@ -314,13 +314,13 @@ def test_hub_id_not_cached_offline(monkeypatch, tmp_path):
     check_model_path(str(tmp_path))  # an existing folder is fine
 
 
-def test_recipe_checks_model_before_loading_data(tmp_path):
+def test_recipe_checks_model_before_loading_data(tmp_path, refused):
     import runpy
 
     main = runpy.run_path(str(ROOT / "recipes" / "at_sft.py"), run_name="t")["main"]
     args = ["--config", str(ROOT / "recipes/configs/demo/atc.yaml"), "--output_dir", str(tmp_path / "o")]
-    with pytest.raises(ValueError, match="folder not found: ./nowhere"):
-        main([*args, "--model_name_or_path", "./nowhere", "--train_file", str(tmp_path / "missing.jsonl")])
+    err = refused(main, [*args, "--model_name_or_path", "./nowhere", "--train_file", str(tmp_path / "missing.jsonl")])
+    assert "at_sft.py: error: model_name_or_path: folder not found: ./nowhere" in err
 
 
 @pytest.mark.parametrize("recipe", ["at_sft", "grpo", "evaluate"])
@@ -373,3 +373,30 @@ def test_freeze_vision_is_saved_and_kept_by_the_next_stage(tmp_path, alarm_model
 def test_freeze_vision_false_with_lora_is_refused(tmp_path):
     with pytest.raises(ValueError, match="freeze_vision: false trains the whole vision tower.*use_lora: false"):
         _config(tmp_path, freeze_vision=False, use_lora=True)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"learning_rate": float("nan")}, "learning_rate must be a finite number >= 0, got nan"),
+        ({"learning_rate": -1e-3}, "learning_rate must be a finite number >= 0"),
+        ({"per_device_train_batch_size": -2}, "per_device_train_batch_size must be >= 1"),
+        ({"max_steps": -5}, "max_steps must be > 0, or -1"),  # Trainer read it as "train the epochs"
+        ({"max_steps": 0}, "max_steps must be > 0, or -1"),
+        ({"lora_r": 4}, "lora_r would be ignored: set use_lora: true"),
+        ({"use_lora": True, "lora_dropout": 1.5}, "0 <= lora_dropout < 1; got 16, 32, 1.5"),
+        ({"use_lora": True, "lora_r": 0}, "lora_r >= 1"),
+    ],
+)
+def test_values_torch_or_peft_would_fail_on_later_are_refused_at_load(tmp_path, kw, message):
+    with pytest.raises(ValueError) as err:
+        _config(tmp_path, **kw)
+    assert message in str(err.value)
+
+
+def test_grpo_config_refuses_the_same_training_values(tmp_path):
+    from videosafety_r1.grpo import GRPOConfig
+
+    for kw, message in [({"learning_rate": -1.0}, "learning_rate must be"), ({"max_steps": -3}, "max_steps must")]:
+        with pytest.raises(ValueError, match=message):
+            GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], **kw)

@@ -29,6 +29,7 @@ from videosafety_r1.data import (
     load_video,
     make_synthetic_dataset,
 )
+from videosafety_r1.errors import InputError
 from videosafety_r1.rewards import (
     accuracy_reward,
     dra_rouge_reward,
@@ -71,6 +72,7 @@ __all__ = [
     "AlarmConfig",
     "AlarmVideoLLM",
     "DataValidationError",
+    "InputError",
     "VideoDecodeError",
     "__version__",
     "accuracy_reward",

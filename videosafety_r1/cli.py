@@ -212,6 +212,12 @@ def _predict_harm(args: argparse.Namespace) -> int:
     if not Path(args.data).is_file() or not Path(args.model).is_dir():
         _write(f"error: not found: {args.data if not Path(args.data).is_file() else args.model}")
         return EXIT_USAGE
+    if not 0 <= args.threshold <= 1 or args.batch_size < 1:
+        _write(
+            f"error: --threshold must be in [0, 1] (a probability) and --batch-size >= 1, got {args.threshold}, "
+            f"{args.batch_size}"
+        )
+        return EXIT_USAGE
     summary = predict_harm_file(
         args.model, args.data, args.out, args.data_root, args.fps, args.max_frames, args.threshold, args.batch_size
     )

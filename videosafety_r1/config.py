@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import enum
 import logging
+import math
 import os
 import re
 import sys
@@ -29,6 +30,8 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 from transformers import HfArgumentParser
+
+from videosafety_r1.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -278,15 +281,15 @@ def check_model_path(name: str, key: str = "model_name_or_path") -> None:
     if os.path.isdir(os.path.expanduser(name)):
         return
     if _PATH_LIKE.match(name) or name.count("/") > 1 or os.path.exists(os.path.expanduser(name)):
-        raise ValueError(f"{key}: folder not found: {name}")
+        raise InputError(f"{key}: folder not found: {name}")
     offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
     try:
         snapshot_download(name, local_files_only=True)
     except HFValidationError as err:
-        raise ValueError(f"{key}: {name!r} is neither an existing folder nor a valid hub id ({err})") from None
+        raise InputError(f"{key}: {name!r} is neither an existing folder nor a valid hub id ({err})") from None
     except (LocalEntryNotFoundError, OSError):
         if offline:
-            raise ValueError(
+            raise InputError(
                 f"{key}: {name!r} is not a folder and the hub id is not in the local cache (HF_HUB_OFFLINE=1); "
                 "download it first or give a local path"
             ) from None
@@ -321,11 +324,24 @@ def apply_checkpointing_alias(config: Any) -> None:
 
 
 def training_length_problems(config: Any) -> list[str]:
-    """A run that would train no step: ``max_steps`` unset (<= 0) and ``num_train_epochs`` not > 0. transformers'
-    Trainer accepts it, trains nothing and saves the starting weights as if trained; both recipes refuse it."""
-    if config.max_steps > 0 or config.num_train_epochs > 0:  # NaN fails both: refused too
-        return []
-    return [
-        f"num_train_epochs is {config.num_train_epochs} and max_steps is {config.max_steps}: no training steps "
-        "(set num_train_epochs > 0 or max_steps > 0)"
-    ]
+    """Training settings that transformers' Trainer accepts but that cannot be meant, found at config load instead of
+    as a torch error (or a silent no-op) after the model has loaded; both training recipes refuse them.
+
+    - no training step: ``max_steps`` unset and ``num_train_epochs`` not > 0 (the Trainer trains nothing and saves
+      the starting weights as if trained);
+    - ``max_steps`` 0 or below -1 (-1 is the "unset" sentinel; other values silently meant "train the epochs");
+    - a ``learning_rate`` that is negative or not finite, a ``per_device_train_batch_size`` below 1.
+    """
+    problems = []
+    if not (config.max_steps > 0 or config.num_train_epochs > 0):  # NaN fails both: refused too
+        problems.append(
+            f"num_train_epochs is {config.num_train_epochs} and max_steps is {config.max_steps}: no training steps "
+            "(set num_train_epochs > 0 or max_steps > 0)"
+        )
+    if config.max_steps == 0 or config.max_steps < -1:
+        problems.append(f"max_steps must be > 0, or -1 to train num_train_epochs; got {config.max_steps}")
+    if not (math.isfinite(config.learning_rate) and config.learning_rate >= 0):
+        problems.append(f"learning_rate must be a finite number >= 0, got {config.learning_rate}")
+    if config.per_device_train_batch_size < 1:
+        problems.append(f"per_device_train_batch_size must be >= 1, got {config.per_device_train_batch_size}")
+    return problems

@@ -28,13 +28,14 @@ from transformers.video_utils import VideoMetadata
 
 from .data.schema import Media
 from .data.video import load_video
+from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 
 
-class MediaPathError(ValueError):
+class MediaPathError(InputError):
     """A media path taken from a data row resolves outside the data root."""
 
 

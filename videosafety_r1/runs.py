@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from videosafety_r1.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -184,16 +186,16 @@ def prepare_output_dir(
             if is_main_process:
                 _remove_outputs(out, outputs)
         elif policy == "error":
-            raise ValueError(f"{out} already holds a {kind} run and on_existing_output=error; choose a new output_dir")
+            raise InputError(f"{out} already holds a {kind} run and on_existing_output=error; choose a new output_dir")
         elif not saved_path.exists():
-            raise ValueError(
+            raise InputError(
                 f"{out} holds a previous {kind} run without {FINGERPRINT_FILE}, so it cannot be told apart from "
                 "another run: set on_existing_output=overwrite to start fresh or choose a new output_dir"
             )
         else:
             diff = _differences(json.loads(saved_path.read_text(encoding="utf-8")), new)
             if diff and not explicit_resume:
-                raise ValueError(
+                raise InputError(
                     f"{out} holds a different {kind} run ({saved_path}); differing settings: "
                     + "; ".join(diff)
                     + ". Use a new output_dir, restore these settings to resume, or set on_existing_output=overwrite"
@@ -259,7 +261,7 @@ def resume_checkpoint(args: Any, is_main_process: bool = True) -> str | None:
     if explicit:
         problem = checkpoint_problem(explicit) if Path(explicit).is_dir() else f"{explicit} is not a folder"
         if problem:
-            raise ValueError(f"resume_from_checkpoint: {problem}")
+            raise InputError(f"resume_from_checkpoint: {problem}")
     resumable = prepare_output_dir(
         args.output_dir,
         training_fingerprint(args),
@@ -332,7 +334,7 @@ def load_train_files(
     files = [files] if isinstance(files, (str, os.PathLike)) else list(files)  # a path is one file, not its letters
     roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots or [])
     if len(roots) > 1 and len(roots) != len(files):
-        raise ValueError(f"data_root has {len(roots)} folders for {len(files)} train files: give one or one each")
+        raise InputError(f"data_root has {len(roots)} folders for {len(files)} train files: give one or one each")
     pairs = list(zip(files, roots if len(roots) > 1 else [roots[0] if roots else None] * len(files), strict=True))
     records: list[Any] = []
     for path, root in pairs:

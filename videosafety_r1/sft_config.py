@@ -7,6 +7,7 @@ meaning: the ``transformers.Trainer`` underneath reads them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -230,6 +231,18 @@ class ATSFTConfig(trl.SFTConfig):
                 "lora_target_modules, LLM modules); set use_lora: false to train the tower"
             )
         problems += training_length_problems(self)
+        lora_set = [
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name.startswith("lora_") and getattr(self, f.name) != f.default
+        ]
+        if lora_set and not self.use_lora:
+            problems.append(f"{', '.join(lora_set)} would be ignored: set use_lora: true to train LoRA adapters")
+        if self.use_lora and not (self.lora_r >= 1 and self.lora_alpha > 0 and 0 <= self.lora_dropout < 1):
+            problems.append(
+                f"LoRA needs lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1; got {self.lora_r}, "
+                f"{self.lora_alpha}, {self.lora_dropout}"
+            )
         if min(self.lambda_visual, self.lambda_textual) < 0:
             problems.append("lambda_visual and lambda_textual must be >= 0")
         if self.cot_head_loss not in COT_HEAD_LOSSES:

@@ -27,6 +27,8 @@ def predict_harm_file(
 
     Rows are validated first (any problem raises, naming file, line and field). Returns a one-line summary.
     """
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold is a probability in [0, 1], got {threshold}")
     from videosafety_r1.alarm.io import load_pretrained
     from videosafety_r1.data import load_dataset_checked
 

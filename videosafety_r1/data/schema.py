@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from videosafety_r1.constants import HARMFUL, PROBLEM_TYPES, SAFE, SAFETY_PROBLEM_TYPE, TEXTUAL_ALARM, VISUAL_ALARM
+from videosafety_r1.errors import InputError
 from videosafety_r1.tags import ANSWER_FORMAT, COT_FORMAT, extract_tag, format_cot
 
 #: Marker of the label convention a record is in; the canonical one is 0 = safe, 1 = harmful.
@@ -173,7 +174,7 @@ class EvalRecord:
 Record = SFTRecord | GRPORecord | EvalRecord
 
 
-class LabelConventionError(ValueError):
+class LabelConventionError(InputError):
     """Raised when converting legacy labels on a record that is already in the canonical convention."""
 
 

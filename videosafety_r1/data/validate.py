@@ -30,6 +30,7 @@ from videosafety_r1.data.schema import (
     Record,
 )
 from videosafety_r1.data.video import Backend, MediaChecker
+from videosafety_r1.errors import InputError
 
 logger = logging.getLogger(__name__)
 Kind = Literal["auto", "sft", "cot", "grpo", "eval"]
@@ -85,7 +86,7 @@ class ValidationReport:
         return "\n".join([*(str(p) for p in self.problems), head])
 
 
-class DataValidationError(ValueError):
+class DataValidationError(InputError):
     """Raised by :func:`load_dataset_checked` with ``on_bad_row="error"``; ``.report`` holds every problem."""
 
     def __init__(self, report: ValidationReport):
@@ -211,6 +212,10 @@ def load_dataset_checked(
     """
     if on_bad_row not in ("error", "skip"):
         raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
+    if not os.path.isfile(path):
+        raise InputError(
+            f"{path}: data file not found" if not os.path.isdir(path) else f"{path}: a folder, not a JSONL file"
+        )
     good, report = validate_file(
         path,
         data_root,

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from videosafety_r1.evaluation.metrics import HARMFUL_SPLITS
+from videosafety_r1.refusal import KEYWORD_LISTS
 from videosafety_r1.runs import ON_EXISTING_OUTPUT
 
 __all__ = ["EvalConfig", "JUDGES", "PROMPT_FORMATS"]
@@ -165,6 +167,16 @@ class EvalConfig:
             )
         if self.bootstrap_samples < 0:
             raise ValueError("bootstrap_samples must be >= 0")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"max_samples must be >= 1 (or unset for every row), got {self.max_samples}")
+        if self.judge_keywords not in KEYWORD_LISTS:
+            raise ValueError(f"judge_keywords must be one of {sorted(KEYWORD_LISTS)}, got {self.judge_keywords!r}")
+        if self.judge == "keyword":
+            unused = [name for name in ("judge_model", "judge_template") if getattr(self, name)]
+            if unused:
+                raise ValueError(f"{', '.join(unused)} would be ignored: judge=keyword uses no model (set judge)")
+        if self.dsr_split not in HARMFUL_SPLITS:
+            raise ValueError(f"dsr_split must be one of {HARMFUL_SPLITS}, got {self.dsr_split!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

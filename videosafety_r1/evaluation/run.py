@@ -349,9 +349,6 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
         raise ValueError("run_evaluation needs config.eval_file and a model (config.model_name_or_path or model=)")
     state = distributed_state()
     out_dir = Path(config.output_dir)
-    # a folder holding another model's / settings' samples is refused before any finished id is skipped
-    policy, fingerprint = config.on_existing_output, eval_fingerprint(config, model)
-    prepare_output_dir(out_dir, fingerprint, policy, kind="evaluation", is_main_process=state.is_main_process)
     data_root = config.data_root or str(Path(config.eval_file).parent)
     # unset fps / max_frames: as the checkpoint was trained (read before any model loads, so validation decodes alike)
     if model is not None:
@@ -369,6 +366,10 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
         video_fps=fps,  # decode as generation will
         video_max_frames=max_frames,
     )
+    # the data is checked before the output folder is touched; a folder holding another model's / settings' samples
+    # is refused before any finished id is skipped
+    policy, fingerprint = config.on_existing_output, eval_fingerprint(config, model)
+    prepare_output_dir(out_dir, fingerprint, policy, kind="evaluation", is_main_process=state.is_main_process)
     if config.max_samples is not None:
         records = records[: config.max_samples]
     items = build_eval_items(records, data_root, config.text_only_pass)
