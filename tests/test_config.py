@@ -166,3 +166,10 @@ def test_cross_field_error_names_file_and_where_each_field_was_set(tmp_path):
         ValueError, match=r"only_high\.yaml: low \(0\) must be below high \(0\) \[set at: high line 1\]$"
     ):
         load_config(Paired, path, [])
+
+
+def test_yaml_syntax_error_names_the_file_in_its_marks(tmp_path):
+    path = write(tmp_path, "rate: 0.1\nweights: [1, 2\n", name="broken.yaml")
+    with pytest.raises(ValueError) as err:
+        load_config(Small, path, [])
+    assert f'in "{path}", line 2' in str(err.value) and "<unicode string>" not in str(err.value)

@@ -73,6 +73,19 @@ CASES = [
         "conversation",
         "invalid_conversation",
     ),
+    (
+        "sft",
+        json.dumps(
+            {
+                "video": ["good.mp4"],
+                "conversations": [{"from": "gpt", "value": "a"}, {"from": "human", "value": "q"}],
+                "safety_labels": [0, 0],
+            }
+        ),
+        "conversation",
+        "invalid_conversation",
+    ),
+    ("sft", sft(answer="  "), "conversation[1].content", "empty_reply"),
     ("grpo", grpo(), None, None),
     ("grpo", grpo(problem_type="essay"), "problem_type", "unknown_problem_type"),
     ("grpo", grpo(solution="<answer>a</answer><vidType>1</vidType>"), "solution", "cot_tags_missing"),

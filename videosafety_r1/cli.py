@@ -135,7 +135,8 @@ def _validate(args: argparse.Namespace) -> int:
 
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing or (args.data_root and not Path(args.data_root).is_dir()):
-        _write(f"error: not found: {', '.join(missing) or args.data_root}")
+        shown = [f"{f} (a folder: give its JSONL files)" if Path(f).is_dir() else f for f in missing]
+        _write(f"error: not found: {', '.join(shown) or args.data_root}")
         return EXIT_USAGE
     if args.video_fps <= 0 or args.video_max_frames < 1:
         _write("error: --video-fps must be > 0 and --video-max-frames >= 1")

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import difflib
 import enum
+import io
 import logging
 import math
 import os
@@ -171,8 +172,10 @@ def load_config(cls: type[T], yaml_path: str | os.PathLike | None, overrides: li
         source = os.fspath(yaml_path)
         with open(source, encoding="utf-8") as fh:
             text = fh.read()
+        stream = io.StringIO(text)
+        stream.name = source  # PyYAML names the file in its error marks
         try:
-            data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+            data = yaml.load(stream, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
         except (ValueError, yaml.YAMLError) as err:
             raise ValueError(f"{source}: {err}") from None
         data = {} if data is None else data

@@ -74,11 +74,16 @@ def check_record(
             issues.append(
                 RowIssue("conversation", "invalid_conversation", f"needs a user and an assistant turn: {roles}")
             )
+        elif roles[-1] != "assistant":
+            msg = f"must end with the assistant's reply (the training target): {roles}"
+            issues.append(RowIssue("conversation", "invalid_conversation", msg))
         for i, turn in enumerate(record.conversation):
             where = f"conversation[{i}].content"
             texts.append((where, turn.content))
             if turn.role != "assistant":
                 continue
+            if not turn.content.strip():
+                issues.append(RowIssue(where, "empty_reply", "an assistant turn with no text: nothing to train on"))
             if require_cot or any(f"<{t}>" in turn.content for t in ("think", "answer", "vidType", "textType")):
                 issues.extend(_check_cot_target(record, turn.content, where, labels))
     elif isinstance(record, GRPORecord):

@@ -21,7 +21,7 @@ def _decode_line(raw: bytes, number: int) -> tuple[int, Any, RowIssue | None]:
     try:
         return number, json.loads(line), None
     except json.JSONDecodeError as err:
-        return number, None, RowIssue("<json>", "malformed_json", f"invalid JSON: {err.msg} at column {err.pos + 1}")
+        return number, None, RowIssue("<json>", "malformed_json", f"invalid JSON at column {err.pos + 1}: {err.msg}")
     except RecursionError:
         return number, None, RowIssue("<json>", "malformed_json", "invalid JSON: nested too deeply")
 

@@ -127,7 +127,13 @@ def _parse_checked(
     for record in records:
         issues.extend(check_record(record, checker, require_cot=kind == "cot", alarm_config=alarm_config))
         if kind not in ("auto", "cot") and record.kind != kind:
-            issues.append(RowIssue("<row>", "wrong_kind", f"expected a {kind} row, got {record.kind}"))
+            issues.append(
+                RowIssue(
+                    "<row>",
+                    "wrong_kind",
+                    f"expected {'an' if kind[0] in 'aeiou' else 'a'} {kind} row, got {record.kind}",
+                )
+            )
     return records, issues
 
 
