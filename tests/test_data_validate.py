@@ -223,3 +223,34 @@ def test_kind_cot_requires_cot_targets(reports, root):
     assert any(p.line == 1 and p.kind == "cot_tags_missing" for p in report.problems)
     _, report = validate_file(path, root, kind="grpo")
     assert any(p.line == 1 and p.kind == "wrong_kind" for p in report.problems)
+
+
+def test_a_field_already_reported_causes_no_follow_on_contradiction(tmp_path):
+    """A bad label or media field is parsed to a stand-in value; comparing that with the split or the labels would
+    report a contradiction the file does not have."""
+    rows = [
+        {"id": "a", "split": "SH", "query": "q", "media": None, "labels": {"visual": 0, "textual": "x"}},
+        {"id": "b", "split": "SafeQ", "query": "q", "media": {"type": "vid", "path": "x.mp4"}, "labels": {}},
+        {"id": "c", "split": "SH", "query": "q", "media": None, "labels": {"visual": 0, "textual": 0}},
+    ]
+    rows[1]["labels"] = {"visual": 1, "textual": 0}
+    path = tmp_path / "eval.jsonl"
+    path.write_text("".join(json.dumps({**r, "reference": "r"}) + "\n" for r in rows))
+    _, report = validate_file(path, tmp_path, kind="eval")
+    kinds = {(p.line, p.kind) for p in report.problems}
+    assert kinds == {(1, "invalid_labels"), (2, "invalid_field"), (3, "contradictory_labels")}, kinds
+
+
+def test_a_misspelt_key_is_reported_and_other_extra_keys_pass(tmp_path):
+    row = {"id": "a", "split": "SafeQ", "query": "q", "media": None, "labels": {"visual": 0, "textual": 0}}
+    rows = [
+        {**row, "catgory": "fraud"},  # its value would be lost: category reads as unset
+        {**row, "id": "b", "source": "my-crawl", "reference": "r", "reference_keyword": "green"},  # metadata
+    ]
+    path = tmp_path / "eval.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _, report = validate_file(path, tmp_path, kind="eval")
+    assert [str(p) for p in report.problems] == [
+        f"{path}:1: catgory: unknown key 'catgory': did you mean 'category'? (its value would be ignored) "
+        "[misspelt_field]"
+    ]

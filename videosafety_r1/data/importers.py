@@ -7,6 +7,7 @@ still returns what it could build, so that validation can report every problem o
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -297,12 +298,31 @@ def from_video_safetybench(row: dict[str, Any], default_id: str, issues: Issues)
     )
 
 
+# every key a canonical row of each kind may hold (record.to_dict(), plus what make-synthetic adds to eval rows)
+_CANONICAL_KEYS = {
+    "canonical-sft": {f.name for f in dataclasses.fields(SFTRecord)},
+    "canonical-grpo": {f.name for f in dataclasses.fields(GRPORecord)},
+    "canonical-eval": {f.name for f in dataclasses.fields(EvalRecord)} | {"reference", "reference_keyword"},
+}
+
+
+def _misspelt_keys(row: dict[str, Any], fmt: str, issues: Issues) -> None:
+    """A key that is not the format's but close to one of its keys ("lable", "catgory") is a typo whose value would
+    be lost (the real key then reads as missing or default); other extra keys are the user's metadata and pass."""
+    known = _CANONICAL_KEYS[fmt]
+    for key in row:
+        if key not in known and (close := difflib.get_close_matches(str(key), known, n=1, cutoff=0.75)):
+            msg = f"unknown key {key!r}: did you mean {close[0]!r}? (its value would be ignored)"
+            issues.append(RowIssue(str(key), "misspelt_field", msg))
+
+
 def parse_row(row: dict[str, Any], fmt: str, default_id: str, issues: Issues) -> list[Record]:
     """Parse one row of a file in format ``fmt``; VLGuard rows expand into several records.
 
     A declared ``label_convention`` (any format) is kept on the records, so legacy conversion can check it.
     """
     if fmt.startswith("canonical-"):
+        _misspelt_keys(row, fmt, issues)
         records: list[Record] = [from_canonical(row, default_id, issues, fmt)]
     else:
         parsers: dict[str, Callable[..., Any]] = {
