@@ -173,3 +173,15 @@ def test_yaml_syntax_error_names_the_file_in_its_marks(tmp_path):
     with pytest.raises(ValueError) as err:
         load_config(Small, path, [])
     assert f'in "{path}", line 2' in str(err.value) and "<unicode string>" not in str(err.value)
+
+
+def test_trl_messages_point_at_the_fields_they_are_about(tmp_path):
+    """TRL's own checks name a derived value ("generation_batch_size") or none at all; the error still says which
+    lines set the fields behind them."""
+    path = write(
+        tmp_path, f"output_dir: {tmp_path}\nuse_cpu: true\nnum_generations: 3\nper_device_train_batch_size: 8\n"
+    )
+    with pytest.raises(ValueError, match=r"\[set at: num_generations line 3, per_device_train_batch_size line 4\]$"):
+        load_config(GRPOConfig, path, [])
+    with pytest.raises(ValueError, match=r"generations per prompt.*\[set at: num_generations on the command line\]$"):
+        load_config(GRPOConfig, path, ["--num_generations", "1"])

@@ -114,7 +114,7 @@ def test_trl_boolean_scale_rewards_still_maps(tmp_path):
         ({"top_p": 1.5}, "top_p"),
         ({"max_completion_length": 0}, "max_completion_length"),
         ({"alpha_min": 0.6}, "alpha_min"),
-        ({"gamma_visual": -1.0}, "gammas"),
+        ({"gamma_visual": -1.0}, "gamma_visual and gamma_textual must be >= 0"),
         ({"rouge_tokenizer": "latin"}, "rouge_tokenizer"),
         ({"on_bad_row": "ignore"}, "on_bad_row"),
         ({"prompt_template": ""}, "prompt_template"),

@@ -224,9 +224,21 @@ def _key_lines(text: str) -> dict[str, int]:
     return {key.value: key.start_mark.line + 1 for key, _ in root.value if isinstance(key, yaml.ScalarNode)}
 
 
+# words of upstream (TRL) messages -> the fields they are about, which the message itself does not name
+_MESSAGE_FIELDS = {
+    "generation_batch_size": ("per_device_train_batch_size", "steps_per_generation", "gradient_accumulation_steps"),
+    "generations per prompt": ("num_generations",),
+}
+
+
 def _where_set(message: str, values: dict[str, Any], lines: dict[str, int], from_cli: set[str]) -> str:
     """`` [set at: lr line 12, seed on the command line]`` for the set fields ``message`` names; "" for none."""
-    named = [key for key in values if re.search(rf"(?<![A-Za-z0-9_]){re.escape(key)}(?![A-Za-z0-9_])", message)]
+    implied = [key for phrase, keys in _MESSAGE_FIELDS.items() if phrase in message for key in keys]
+    named = [
+        key
+        for key in values
+        if key in implied or re.search(rf"(?<![A-Za-z0-9_]){re.escape(key)}(?![A-Za-z0-9_])", message)
+    ]
     places = [
         f"{key} on the command line" if key in from_cli else f"{key} line {lines[key]}"
         for key in named

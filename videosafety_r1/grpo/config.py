@@ -278,7 +278,9 @@ class GRPOConfig(trl.GRPOConfig):
         if not 0 <= self.alpha_min <= self.alpha_max:
             errors.append(f"need 0 <= alpha_min <= alpha_max, got {self.alpha_min}, {self.alpha_max}")
         if self.gamma_visual < 0 or self.gamma_textual < 0:
-            errors.append(f"gammas must be >= 0, got {self.gamma_visual}, {self.gamma_textual}")
+            errors.append(
+                f"gamma_visual and gamma_textual must be >= 0, got {self.gamma_visual}, {self.gamma_textual}"
+            )
         if self.video_fps <= 0 or self.video_max_frames < 1:
             errors.append(
                 f"need video_fps > 0 and video_max_frames >= 1, got {self.video_fps}, {self.video_max_frames}"
