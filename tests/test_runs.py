@@ -244,3 +244,16 @@ def test_load_train_files_takes_one_path_as_one_file(workspace):
     assert len(load_train_files(data / "sft.jsonl", data)) == len(as_list)
     two = load_train_files([str(data / "sft.jsonl")] * 2, str(data))
     assert len(two) == 2 * len(as_list)
+
+
+def test_a_finished_run_without_checkpoints_is_retrained_with_a_warning(tmp_path, caplog):
+    """save_strategy 'no' leaves final/ but no checkpoint: a rerun of the same settings trains again from the start,
+    and says so instead of silently redoing hours of work."""
+    from videosafety_r1.sft import ATSFTConfig
+
+    args = ATSFTConfig(output_dir=str(tmp_path / "run"), use_cpu=True, report_to=[], save_strategy="no")
+    (tmp_path / "run" / "final").mkdir(parents=True)
+    (tmp_path / "run" / FINGERPRINT_FILE).write_text(json.dumps(training_fingerprint(args)))
+    with caplog.at_level(logging.WARNING, logger="videosafety_r1.runs"):
+        assert resume_checkpoint(args) is None
+    assert "holds a finished run of these settings but no checkpoint to resume" in caplog.text

@@ -275,6 +275,12 @@ def resume_checkpoint(args: Any, is_main_process: bool = True) -> str | None:
     last = last_valid_checkpoint(args.output_dir) if resumable else None
     if last:
         logger.info("resuming from %s", last)
+    elif resumable and (Path(args.output_dir) / "final").is_dir():
+        logger.warning(
+            "%s holds a finished run of these settings but no checkpoint to resume (save_strategy 'no'): training "
+            "again from the start; its final/ and export/ are replaced at the end",
+            args.output_dir,
+        )
     return last
 
 
