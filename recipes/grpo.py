@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     model, processor = load_pretrained(args.model_name_or_path, **args.load_kwargs)
     trainer = VideoGRPOTrainer(model, args, train_dataset=records, processing_class=processor)
     train_output = trainer.train(resume_from_checkpoint=last)
-    final = finish_run(trainer, train_output)
+    final = finish_run(trainer, train_output, export_plain=args.export_plain)
 
     history = trainer.reward_history
     if trainer.accelerator.is_main_process:

@@ -257,3 +257,23 @@ def test_a_finished_run_without_checkpoints_is_retrained_with_a_warning(tmp_path
     with caplog.at_level(logging.WARNING, logger="videosafety_r1.runs"):
         assert resume_checkpoint(args) is None
     assert "holds a finished run of these settings but no checkpoint to resume" in caplog.text
+
+
+@pytest.mark.parametrize("export_plain", [True, False])
+def test_grpo_export_plain_decides_the_export(workspace, tmp_path, export_plain):
+    """GRPO has AT-SFT's export_plain; a run from a model without alarm tokens exports too (it crashed after
+    training, in export_plain_checkpoint)."""
+    out = tmp_path / "grpo"
+    _main("grpo")(
+        [
+            "--config", str(ROOT / "recipes/configs/demo/grpo.yaml"), "--model_name_or_path", str(workspace / "base"),
+            "--train_file", str(workspace / "data" / "grpo.jsonl"), "--data_root", str(workspace / "data"),
+            "--output_dir", str(out), "--max_steps", "1", "--num_generations", "2",
+            "--per_device_train_batch_size", "2", "--max_completion_length", "4", "--export_plain", str(export_plain),
+        ]
+    )  # fmt: skip
+    assert (out / "final").is_dir() and (out / "export").is_dir() == export_plain
+    if export_plain:  # this base has no alarm tokens: the export is the plain model, loadable as any checkpoint
+        from transformers import AutoModelForImageTextToText
+
+        AutoModelForImageTextToText.from_pretrained(out / "export")

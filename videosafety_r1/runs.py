@@ -301,7 +301,7 @@ def finish_run(
     rank leaves together (one leaving alone can abort at exit).
     """
     from videosafety_r1 import zero3
-    from videosafety_r1.alarm import export_plain_checkpoint, load_pretrained
+    from videosafety_r1.alarm import AlarmVideoLLM, export_plain_checkpoint, load_pretrained
 
     final = Path(trainer.args.output_dir) / "final"
     trainer.save_model(str(final))
@@ -316,7 +316,12 @@ def finish_run(
     if export_plain and trainer.accelerator.is_main_process:
         with zero3.zero3_init_disabled():  # one rank reloads whole weights, even under DeepSpeed ZeRO-3
             reloaded, processor = load_pretrained(final)
-        export_plain_checkpoint(reloaded, processor, final.parent / "export")
+        if isinstance(reloaded, AlarmVideoLLM):
+            export_plain_checkpoint(reloaded, processor, final.parent / "export")
+        else:  # a run without alarm tokens (GRPO from a plain model): final/ is plain already; merge any LoRA
+            plain = reloaded.merge_and_unload() if hasattr(reloaded, "peft_config") else reloaded
+            plain.save_pretrained(final.parent / "export")
+            processor.save_pretrained(final.parent / "export")
     trainer.accelerator.wait_for_everyone()
     if close:
         zero3.close_process_group()

@@ -192,6 +192,10 @@ class GRPOConfig(trl.GRPOConfig):
             "differing fields), error (always refuse) or overwrite (delete its outputs, start fresh)."
         },
     )
+    export_plain: bool = field(
+        default=True,
+        metadata={"help": "Also write <output_dir>/export, a plain transformers checkpoint (as AT-SFT's field)."},
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.train_file, str):
