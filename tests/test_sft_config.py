@@ -283,11 +283,14 @@ def test_recipe_loader_requires_model_and_train_file(tmp_path, capsys):
     [
         (["--config", "nope.yaml"], "config not found: nope.yaml"),
         (["--no_such_field", "1"], "unknown key 'no_such_field'"),
+        (["--config", "EMPTY"], "the config is empty (no field set)"),
     ],
 )
 def test_recipe_loader_reports_bad_input_in_one_line(tmp_path, capsys, argv, message):
     path = tmp_path / "c.yaml"
     path.write_text(f"output_dir: {tmp_path}\nuse_cpu: true\n")
+    (tmp_path / "empty.yaml").write_text("# only a comment\n\n")  # not HF's "bf16 not supported" on the defaults
+    argv = [str(tmp_path / "empty.yaml") if a == "EMPTY" else a for a in argv]
     argv = argv if argv[0] == "--config" else ["--config", str(path), *argv]
     with pytest.raises(SystemExit) as exit_info:
         parse_recipe_args(ATSFTConfig, argv, "x")

@@ -54,7 +54,7 @@ def _text_share(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="videosafety-r1", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="videosafety-r1", description=" ".join(__doc__.split("\n\n")[0].split()))
     sub = parser.add_subparsers(dest="command", required=True)
     validate = sub.add_parser("validate-data", help="check dataset files; every problem with file, line and field")
     validate.add_argument(

@@ -270,6 +270,9 @@ def parse_recipe_args(
         parser.error("--config FILE.yaml is required (see --help for the fields it may set)")
     if not os.path.isfile(known.config):
         parser.error(f"config not found: {known.config}")
+    with open(known.config, encoding="utf-8") as fh:
+        if not any(line.strip() and not line.lstrip().startswith("#") for line in fh):
+            parser.error(f"{known.config}: the config is empty (no field set); see --help for the fields")
     try:  # a bad key or value is the user's input: one line naming file and key, exit 2, no traceback
         config = load_config(cls, known.config, overrides)
     except ValueError as err:
