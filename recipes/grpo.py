@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> dict:
     with exit_on_input_error("grpo.py"):
         check_model_path(args.model_name_or_path)
         sampling = {"video_fps": args.video_fps, "video_max_frames": args.video_max_frames}  # decode as rollouts will
-        kind, bad = "grpo", args.on_bad_row
-        records = load_train_files(args.train_file, args.data_root, kind=kind, on_bad_row=bad, **sampling)
+        records = load_train_files(
+            args.train_file, args.data_root, kind="grpo", on_bad_row=args.on_bad_row, **sampling
+        )
         last = resume_checkpoint(args, is_main_process=args.process_index == 0)
 
     # alarm vectors stay frozen (GRPOConfig.freeze_alarm); rewards come from args.reward_funcs / reward_weights
