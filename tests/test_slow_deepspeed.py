@@ -224,7 +224,10 @@ def test_at_sft_zero2_and_zero3_train_the_same_weights(sft):
     """Same seed, data and math: the two sharding schemes end at the same weights (up to reduction order)."""
     a, b = _load(sft[2]["out"] / "final"), _load(sft[3]["out"] / "final")
     torch.testing.assert_close(a.alarm_state_dict(), b.alarm_state_dict(), rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(dict(a.named_parameters()), dict(b.named_parameters()), rtol=1e-4, atol=1e-5)
+    # atol 5e-5: ZeRO-2 and ZeRO-3 sum gradients in another order, and Adam turns float32 rounding into weight
+    # differences up to ~1.2e-5 on some data (seen once in 8192 elements); a real divergence (a shard not trained,
+    # a wrong step) is of the order of the learning rate, 1e-3 and more
+    torch.testing.assert_close(dict(a.named_parameters()), dict(b.named_parameters()), rtol=1e-4, atol=5e-5)
 
 
 @pytest.mark.parametrize("stage", STAGES)
