@@ -170,10 +170,10 @@ class AlarmVideoLLM(nn.Module):
         result = AlarmOutput(**{k: v for k, v in out.items() if k in AlarmOutput.__dataclass_fields__})
         if heads:
             hidden, self._captured = self._captured, None  # [B, L, H], after the final norm
-            if detach_head_inputs:
-                hidden = hidden.detach()
             if hidden is None or hidden.shape[1] != input_ids.shape[1]:
                 raise RuntimeError("the final hidden state was not captured for the whole sequence")
+            if detach_head_inputs:
+                hidden = hidden.detach()
             rows = torch.arange(input_ids.shape[0], device=input_ids.device)
             v_pos = find_alarm_positions(input_ids, self.visual_alarm_token_id, "visual alarm")
             t_pos = find_alarm_positions(input_ids, self.textual_alarm_token_id, "textual alarm")

@@ -414,26 +414,25 @@ def make_synthetic_dataset(
         _write_jsonl(paths[name], [r[k] for r in records])
     paths["grpo"] = out / "grpo.jsonl"
     _write_jsonl(paths["grpo"], rl)
+    written = [r[0] for r in records] + rl  # sft and cot rows share their clips
     for part in ("eval", "calibration"):
         paths[part] = out / f"{part}.jsonl"
-        _write_jsonl(paths[part], [_eval_record(r) for r in _heldout_rows(out, part, n_eval, seed)])
+        held = [_eval_record(r) for r in _heldout_rows(out, part, n_eval, seed)]
+        _write_jsonl(paths[part], held)
+        written += held
     logger.info("wrote %d training rows and 2 x %d held-out rows to %s", len(records), 3 * n_eval + n_eval // 2, out)
-    _remove_stale_clips(out, [paths[k] for k in ("sft", "cot", "grpo", "eval", "calibration")])
+    _remove_stale_clips(out, written)
     return paths
 
 
 _CLIP_NAME = re.compile(r"(train|rl|eval|calibration)_\d{5}\.mp4")
 
 
-def _remove_stale_clips(out: Path, files: list[Path]) -> None:
+def _remove_stale_clips(out: Path, rows: list[dict]) -> None:
     """Delete clips an earlier, larger dataset wrote into ``out/videos`` under this generator's own names that no
-    row of this one uses: left there, they would pass for part of it. Other files are never touched."""
-    used = set()
-    for file in files:
-        for line in file.read_text(encoding="utf-8").splitlines():
-            media = json.loads(line).get("media") or {}
-            if media.get("path"):
-                used.add(Path(media["path"]).name)
+    row of this one (``rows``, as written) uses: left there, they would pass for part of it. Other files are never
+    touched."""
+    used = {Path(row["media"]["path"]).name for row in rows if (row.get("media") or {}).get("path")}
     stale = [p for p in (out / "videos").iterdir() if _CLIP_NAME.fullmatch(p.name) and p.name not in used]
     for path in stale:
         path.unlink()
