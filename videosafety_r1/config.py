@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import difflib
 import enum
-import io
 import logging
 import math
 import os
@@ -170,18 +169,19 @@ def load_config(cls: type[T], yaml_path: str | os.PathLike | None, overrides: li
     source = "command-line overrides"
     if yaml_path is not None:
         source = os.fspath(yaml_path)
-        with open(source, encoding="utf-8") as fh:
-            text = fh.read()
-        stream = io.StringIO(text)
-        stream.name = source  # PyYAML names the file in its error marks
-        try:
-            data = yaml.load(stream, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-        except (ValueError, yaml.YAMLError) as err:
-            raise ValueError(f"{source}: {err}") from None
+        with open(source, encoding="utf-8") as fh:  # PyYAML names the file (fh.name) in its error marks
+            loader = _UniqueKeyLoader(fh)  # a SafeLoader subclass
+            try:  # one parse gives both the values and each top-level key's line
+                root = loader.get_single_node()
+                data = loader.construct_document(root) if root is not None else None
+            except (ValueError, yaml.YAMLError) as err:
+                raise ValueError(f"{source}: {err}") from None
+            finally:
+                loader.dispose()
         data = {} if data is None else data
         if not isinstance(data, dict):
             raise ValueError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
-        lines = _key_lines(text)
+        lines = _key_lines(root)
         for key, value in data.items():
             at = f"{source}, line {lines[key]}" if key in lines else source
             if key not in known:
@@ -216,9 +216,8 @@ def load_config(cls: type[T], yaml_path: str | os.PathLike | None, overrides: li
     return config
 
 
-def _key_lines(text: str) -> dict[str, int]:
-    """``{top-level key: 1-based line}`` of a YAML mapping (empty when the text is not one)."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+def _key_lines(root: yaml.Node | None) -> dict[str, int]:
+    """``{top-level key: 1-based line}`` of a composed YAML mapping (empty when the document is not one)."""
     if not isinstance(root, yaml.MappingNode):
         return {}
     return {key.value: key.start_mark.line + 1 for key, _ in root.value if isinstance(key, yaml.ScalarNode)}
