@@ -337,4 +337,16 @@ def test_predict_harm_refuses_a_threshold_that_is_no_probability(tmp_path, capsy
     data.write_text("{}\n")
     argv = ["predict-harm", "--model", str(tmp_path), "--data", str(data), "--out", str(tmp_path / "p.jsonl")]
     assert main([*argv, *extra]) == 2
-    assert "--threshold must be in [0, 1]" in capsys.readouterr().out and not (tmp_path / "p.jsonl").exists()
+    out = capsys.readouterr().out
+    assert ("--threshold is a probability in [0, 1]" in out or "--batch-size must be >= 1" in out) and not (
+        tmp_path / "p.jsonl"
+    ).exists()
+
+
+def test_predict_harm_reports_bad_rows_without_a_traceback(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")
+    data = tmp_path / "rows.jsonl"
+    data.write_text("{not json\n")
+    argv = ["predict-harm", "--model", str(tmp_path), "--data", str(data), "--out", str(tmp_path / "p.jsonl")]
+    assert main(argv) == 2
+    assert f"{data}:1" in capsys.readouterr().out and not (tmp_path / "p.jsonl").exists()

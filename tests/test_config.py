@@ -185,3 +185,9 @@ def test_trl_messages_point_at_the_fields_they_are_about(tmp_path):
         load_config(GRPOConfig, path, [])
     with pytest.raises(ValueError, match=r"generations per prompt.*\[set at: num_generations on the command line\]$"):
         load_config(GRPOConfig, path, ["--num_generations", "1"])
+
+
+def test_a_negative_number_in_scientific_notation_is_a_value(tmp_path):
+    """argparse reads "-1e-3" after a bare option as another option; the override is still a value."""
+    for argv in (["--rate", "-1e-3"], ["--rate=-1e-3"], ["rate=-1e-3"]):
+        assert load_config(Small, None, argv).rate == -1e-3

@@ -246,6 +246,8 @@ def test_a_misspelt_key_is_reported_and_other_extra_keys_pass(tmp_path):
     rows = [
         {**row, "catgory": "fraud"},  # its value would be lost: category reads as unset
         {**row, "id": "b", "source": "my-crawl", "reference": "r", "reference_keyword": "green"},  # metadata
+        # metadata close to a key the row has, or a key of another canonical format: not typos
+        {**row, "id": "c", "uid": "7", "category_id": 3, "query_id": "q7", "sub_category": "x", "language_code": "en"},
     ]
     path = tmp_path / "eval.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -18,7 +18,8 @@ SFT_ROW = {
 
 def run_recipe(tmp_path, recipe, data, extra=()):
     model = tmp_path / "model"
-    model.mkdir(exist_ok=True)  # the checks before loading need only an existing folder
+    model.mkdir(exist_ok=True)  # the checks before loading need only a folder with a config.json
+    (model / "config.json").write_text("{}")
     out = tmp_path / "out"
     config = tmp_path / "c.yaml"
     data_key = "eval_file" if recipe == "evaluate" else "train_file"
@@ -66,3 +67,17 @@ def test_other_errors_are_not_swallowed():
     with pytest.raises(SystemExit) as exit_info, exit_on_input_error("x"):
         raise InputError("bad")
     assert exit_info.value.code == 2
+
+
+def test_a_folder_that_is_no_checkpoint_is_refused_before_loading(tmp_path, capsys):
+    from videosafety_r1.config import check_model_path
+    from videosafety_r1.errors import InputError
+
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)  # a training run's output_dir, not its checkpoint
+    with pytest.raises(
+        InputError, match=r"holds no config.json: not a model checkpoint \(a training run's output_dir"
+    ):
+        check_model_path(str(run))
+    (run / "final" / "config.json").write_text("{}")
+    check_model_path(str(run / "final"))

@@ -76,7 +76,7 @@ def test_rerun_with_another_learning_rate_is_refused_naming_the_field(workspace,
 
 def test_on_existing_output_error_refuses_any_previous_run(workspace, sft_run, refused):
     err = refused(_main("at_sft"), _sft_args(workspace, sft_run, "--on_existing_output", "error"))
-    assert "already holds a training run and on_existing_output=error" in err
+    assert "already holds a previous training run and on_existing_output=error" in err
 
 
 def test_harmless_fields_resume(sft_run, workspace, caplog):
@@ -277,3 +277,20 @@ def test_grpo_export_plain_decides_the_export(workspace, tmp_path, export_plain)
         from transformers import AutoModelForImageTextToText
 
         AutoModelForImageTextToText.from_pretrained(out / "export")
+
+
+def test_a_folder_of_the_other_kind_of_run_is_refused(tmp_path):
+    """Training and evaluation share the fingerprint file's name: one must not take over the other's folder."""
+    from videosafety_r1.errors import InputError
+
+    (tmp_path / "train" / "final").mkdir(parents=True)
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "samples.jsonl").write_text("{}\n")
+    with pytest.raises(InputError, match="holds a training run; give this evaluation run its own output_dir"):
+        prepare_output_dir(tmp_path / "train", {"a": 1}, kind="evaluation")
+    with pytest.raises(InputError, match="holds an evaluation run; give this training run its own output_dir"):
+        prepare_output_dir(tmp_path / "eval", {"a": 1}, kind="training")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        prepare_output_dir(tmp_path / "file", {"a": 1})
+    assert not (tmp_path / "train" / FINGERPRINT_FILE).exists()

@@ -314,7 +314,8 @@ def test_hub_id_not_cached_offline(monkeypatch, tmp_path):
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(ValueError, match="not in the local cache"):
         check_model_path("some-org/some-model")
-    check_model_path(str(tmp_path))  # an existing folder is fine
+    (tmp_path / "config.json").write_text("{}")
+    check_model_path(str(tmp_path))  # an existing checkpoint folder is fine
 
 
 def test_recipe_checks_model_before_loading_data(tmp_path, refused):

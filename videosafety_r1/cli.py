@@ -209,19 +209,24 @@ def _vllm_serve(args: argparse.Namespace) -> int:
 
 def _predict_harm(args: argparse.Namespace) -> int:
     from videosafety_r1.alarm.predict_cli import predict_harm_file
+    from videosafety_r1.errors import InputError
 
     if not Path(args.data).is_file() or not Path(args.model).is_dir():
         _write(f"error: not found: {args.data if not Path(args.data).is_file() else args.model}")
         return EXIT_USAGE
-    if not 0 <= args.threshold <= 1 or args.batch_size < 1:
-        _write(
-            f"error: --threshold must be in [0, 1] (a probability) and --batch-size >= 1, got {args.threshold}, "
-            f"{args.batch_size}"
-        )
+    if not 0 <= args.threshold <= 1:
+        _write(f"error: --threshold is a probability in [0, 1], got {args.threshold}")
         return EXIT_USAGE
-    summary = predict_harm_file(
-        args.model, args.data, args.out, args.data_root, args.fps, args.max_frames, args.threshold, args.batch_size
-    )
+    if args.batch_size < 1:
+        _write(f"error: --batch-size must be >= 1, got {args.batch_size}")
+        return EXIT_USAGE
+    try:
+        summary = predict_harm_file(
+            args.model, args.data, args.out, args.data_root, args.fps, args.max_frames, args.threshold, args.batch_size
+        )
+    except InputError as err:  # bad rows or paths: the report, not a traceback
+        _write(f"error: {err}")
+        return EXIT_USAGE
     _write(summary)
     return EXIT_OK
 

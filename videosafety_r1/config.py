@@ -96,7 +96,9 @@ def _unknown_key_error(source: str, key: str, known: set[str], renamed: dict[str
 def _convert(parser: HfArgumentParser, source: str, key: str, values: list[str]) -> Any:
     """Convert strings for one field exactly as the transformers argument parser would."""
     try:
-        namespace, extra = parser.parse_known_args([f"--{key}", *values])
+        # one value as --key=value: argparse takes "-1e-3" after a bare --key for an option ("expected one argument")
+        args = [f"--{key}={values[0]}"] if len(values) == 1 else [f"--{key}", *values]
+        namespace, extra = parser.parse_known_args(args)
     except (argparse.ArgumentError, SystemExit) as err:  # SystemExit: argparse's own error path
         raise ValueError(f"{source}: bad value {values!r} for {key!r}: {err}") from None
     if extra:
@@ -289,13 +291,21 @@ def check_model_path(name: str, key: str = "model_name_or_path") -> None:
     """Fail early and clearly on a model that cannot load: run before any weights are read.
 
     A name that looks like a path (absolute, ``./``, ``../``, ``~`` or more than one ``/``) must be an existing
-    folder ("folder not found"); anything else is a hub id, which offline (``HF_HUB_OFFLINE=1``) must be in the
+    folder ("folder not found") holding a ``config.json`` (or a PEFT ``adapter_config.json``); anything else is a hub id, which offline (``HF_HUB_OFFLINE=1``) must be in the
     local cache ("not in the local cache").
     """
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-    if os.path.isdir(os.path.expanduser(name)):
+    folder = os.path.expanduser(name)
+    if os.path.isdir(folder):
+        if not any(os.path.isfile(os.path.join(folder, f)) for f in ("config.json", "adapter_config.json")):
+            hint = (
+                " (a training run's output_dir? give its final/ or export/)"
+                if os.path.isdir(os.path.join(folder, "final"))
+                else ""
+            )
+            raise InputError(f"{key}: {name} holds no config.json: not a model checkpoint{hint}")
         return
     if _PATH_LIKE.match(name) or name.count("/") > 1 or os.path.exists(os.path.expanduser(name)):
         raise InputError(f"{key}: folder not found: {name}")

@@ -139,6 +139,16 @@ def _holds_run(out: Path, outputs: Iterable[str]) -> bool:
     return any((out / name).exists() for name in outputs) or bool(_checkpoints(out)) or any(out.glob("samples.part*"))
 
 
+def _holds_other_kind(out: Path, kind: str) -> bool:
+    """Whether ``out`` holds the other kind's own outputs: an evaluation's samples for a training run, a training
+    run's checkpoints or ``final/`` for an evaluation."""
+    if not out.is_dir():
+        return False
+    if kind == "training":
+        return any((out / name).exists() for name in _EVAL_OUTPUTS) or any(out.glob("samples.part*"))
+    return any((out / name).exists() for name in ("final", "trainer_state.json")) or bool(_checkpoints(out))
+
+
 def _checkpoints(out: Path) -> list[Path]:
     """``checkpoint-N`` folders, newest first."""
     if not out.is_dir():
@@ -177,7 +187,12 @@ def prepare_output_dir(
     if policy not in ON_EXISTING_OUTPUT:
         raise ValueError(f"on_existing_output must be one of {ON_EXISTING_OUTPUT}, got {policy!r}")
     out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output_dir {out} is a file, not a folder")
     outputs = _TRAINING_OUTPUTS if kind == "training" else _EVAL_OUTPUTS
+    if _holds_other_kind(out, kind):  # one fingerprint file per folder: another kind of run would overwrite it
+        other = "an evaluation" if kind == "training" else "a training"
+        raise InputError(f"{out} holds {other} run; give this {kind} run its own output_dir")
     new = _jsonable(dict(fingerprint))
     resumable = False
     if _holds_run(out, outputs):
@@ -186,7 +201,9 @@ def prepare_output_dir(
             if is_main_process:
                 _remove_outputs(out, outputs)
         elif policy == "error":
-            raise InputError(f"{out} already holds a {kind} run and on_existing_output=error; choose a new output_dir")
+            raise InputError(
+                f"{out} already holds a previous {kind} run and on_existing_output=error; choose a new output_dir"
+            )
         elif not saved_path.exists():
             raise InputError(
                 f"{out} holds a previous {kind} run without {FINGERPRINT_FILE}, so it cannot be told apart from "
@@ -278,7 +295,7 @@ def resume_checkpoint(args: Any, is_main_process: bool = True) -> str | None:
     elif resumable and (Path(args.output_dir) / "final").is_dir():
         logger.warning(
             "%s holds a finished run of these settings but no checkpoint to resume (save_strategy 'no'): training "
-            "again from the start; its final/ and export/ are replaced at the end",
+            "again from the start; its final/ (and export/, with export_plain) is replaced at the end",
             args.output_dir,
         )
     return last

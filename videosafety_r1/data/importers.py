@@ -307,11 +307,13 @@ _CANONICAL_KEYS = {
 
 
 def _misspelt_keys(row: dict[str, Any], fmt: str, issues: Issues) -> None:
-    """A key that is not the format's but close to one of its keys ("lable", "catgory") is a typo whose value would
-    be lost (the real key then reads as missing or default); other extra keys are the user's metadata and pass."""
-    known = _CANONICAL_KEYS[fmt]
+    """A key no canonical format has, very close to a key of this format that the row lacks ("catgory" without
+    "category"), is a typo whose value would be lost; any other extra key ("uid", "category_id", "language_code")
+    is the user's metadata and passes."""
+    anywhere = set().union(*_CANONICAL_KEYS.values())
+    missing = sorted(_CANONICAL_KEYS[fmt] - set(row))
     for key in row:
-        if key not in known and (close := difflib.get_close_matches(str(key), known, n=1, cutoff=0.75)):
+        if key not in anywhere and (close := difflib.get_close_matches(str(key), missing, n=1, cutoff=0.85)):
             msg = f"unknown key {key!r}: did you mean {close[0]!r}? (its value would be ignored)"
             issues.append(RowIssue(str(key), "misspelt_field", msg))
 
