@@ -81,3 +81,23 @@ def test_a_folder_that_is_no_checkpoint_is_refused_before_loading(tmp_path, caps
         check_model_path(str(run))
     (run / "final" / "config.json").write_text("{}")
     check_model_path(str(run / "final"))
+
+
+def test_a_file_given_as_model_is_named_a_file(tmp_path):
+    from videosafety_r1.config import check_model_path
+    from videosafety_r1.errors import InputError
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"")
+    with pytest.raises(InputError, match=r"model\.safetensors is a file; give the model's folder"):
+        check_model_path(str(weights))
+
+
+def test_evaluate_with_a_missing_judge_model_exits_2_before_writing(tmp_path, capsys):
+    data = tmp_path / "eval.jsonl"
+    data.write_text(json.dumps(SFT_ROW) + "\n")
+    extra = ["--judge", "transformers", "--judge_model", str(tmp_path / "no_judge")]
+    code, out = run_recipe(tmp_path, "evaluate", data, extra)
+    err = capsys.readouterr().err
+    assert code == 2 and f"judge_model: folder not found: {tmp_path / 'no_judge'}" in err
+    assert "Traceback" not in err and not out.exists()

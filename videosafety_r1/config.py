@@ -307,7 +307,9 @@ def check_model_path(name: str, key: str = "model_name_or_path") -> None:
             )
             raise InputError(f"{key}: {name} holds no config.json: not a model checkpoint{hint}")
         return
-    if _PATH_LIKE.match(name) or name.count("/") > 1 or os.path.exists(os.path.expanduser(name)):
+    if os.path.exists(folder):
+        raise InputError(f"{key}: {name} is a file; give the model's folder (with config.json)")
+    if _PATH_LIKE.match(name) or name.count("/") > 1:
         raise InputError(f"{key}: folder not found: {name}")
     offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
     try:

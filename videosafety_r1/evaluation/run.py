@@ -347,6 +347,10 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
         raise ValueError("pass both model and processor, or neither (then model_name_or_path is loaded)")
     if not config.eval_file or (model is None and not config.model_name_or_path):
         raise ValueError("run_evaluation needs config.eval_file and a model (config.model_name_or_path or model=)")
+    if config.judge == "transformers":  # a judge that cannot load fails here, not after the data check and output
+        from videosafety_r1.config import check_model_path
+
+        check_model_path(str(config.judge_model), "judge_model")
     state = distributed_state()
     out_dir = Path(config.output_dir)
     data_root = config.data_root or str(Path(config.eval_file).parent)
