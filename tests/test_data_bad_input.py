@@ -203,6 +203,15 @@ def test_empty_file_is_an_error(tmp_path, text):
             load_dataset_checked(path, tmp_path, on_bad_row=policy)
 
 
+def test_skip_with_every_row_bad_says_why_it_stops(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text("{not json\n[1]\n")
+    with pytest.raises(DataValidationError, match=r"^on_bad_row=skip would leave none of the 2 rows: 2 data problems"):
+        load_dataset_checked(path, tmp_path, on_bad_row="skip")
+    with pytest.raises(DataValidationError, match=r"^2 data problems"):  # under "error" the problems are the reason
+        load_dataset_checked(path, tmp_path, on_bad_row="error")
+
+
 def test_ids_must_be_present_and_unique(tmp_path):
     rows = [
         canon_sft(id="a"),

@@ -90,8 +90,9 @@ class ValidationReport:
 class DataValidationError(InputError):
     """Raised by :func:`load_dataset_checked` with ``on_bad_row="error"``; ``.report`` holds every problem."""
 
-    def __init__(self, report: ValidationReport):
-        super().__init__(f"{len(report.problems)} data problems:\n{report.summary()}")
+    def __init__(self, report: ValidationReport, nothing_left: bool = False):
+        why = f"on_bad_row=skip would leave none of the {report.rows} rows: " if nothing_left else ""
+        super().__init__(f"{why}{len(report.problems)} data problems:\n{report.summary()}")
         self.report = report
 
 
@@ -239,7 +240,7 @@ def load_dataset_checked(
         alarm_config=alarm_config,
     )
     if report.problems and (on_bad_row == "error" or not good):
-        raise DataValidationError(report)
+        raise DataValidationError(report, nothing_left=on_bad_row == "skip")
     report.skipped_lines = sorted({(p.file, p.line) for p in report.problems})
     if report.skipped:
         logger.warning(
