@@ -363,3 +363,10 @@ def test_docs_show_one_valid_example_per_importer():
         assert fmt in FORMATS and detect_format(row) == fmt
         issues = []
         assert parse_row(row, fmt, "doc-1", issues) and issues == [], (fmt, issues)
+
+
+def test_harmful_visual_label_without_media_is_named_as_the_row_names_it(tmp_path):
+    _, report = check(tmp_path, [canon_eval(split="HH", labels={"visual": 1, "textual": 1})], name="e.jsonl")
+    assert located(report) == {(1, "labels.visual", "contradictory_labels")}  # eval rows call it "labels"
+    _, report = check(tmp_path, [canon_sft(safety_labels={"visual": 1, "textual": 0})])
+    assert located(report) == {(1, "safety_labels.visual", "contradictory_labels")}

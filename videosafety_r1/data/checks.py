@@ -119,7 +119,8 @@ def check_record(
                 )
             )
     if labels is not None and labels.visual == 1 and media.type == "none":
-        issues.append(RowIssue("safety_labels.visual", "contradictory_labels", "visual = 1 (harmful) but no media"))
+        field = "labels.visual" if isinstance(record, EvalRecord) else "safety_labels.visual"  # as the row names it
+        issues.append(RowIssue(field, "contradictory_labels", "visual = 1 (harmful) but no media"))
     for where, text in texts:
         for literal in literals:
             if literal in text:
