@@ -370,3 +370,10 @@ def test_harmful_visual_label_without_media_is_named_as_the_row_names_it(tmp_pat
     assert located(report) == {(1, "labels.visual", "contradictory_labels")}  # eval rows call it "labels"
     _, report = check(tmp_path, [canon_sft(safety_labels={"visual": 1, "textual": 0})])
     assert located(report) == {(1, "safety_labels.visual", "contradictory_labels")}
+
+
+def test_a_field_the_parser_reported_is_not_checked_again(tmp_path):
+    _, report = check(tmp_path, [canon_eval(split=5)], name="e.jsonl")
+    assert located(report) == {(1, "split", "invalid_field")}  # no follow-on "'' is not one of [...]"
+    _, report = check(tmp_path, [canon_eval(split="XX")], name="e.jsonl")
+    assert located(report) == {(1, "split", "invalid_split")}

@@ -128,10 +128,13 @@ def _parse_checked(
         issues += refused
     # a field the parser already reported holds a stand-in value, not the file's: comparing it with the labels would
     # report a contradiction the row does not have ("labels {0, 0} contradict split SH" for a bad label)
-    unparsed = {issue.field.split(".")[0].split("[")[0] for issue in issues} & _LABEL_SOURCES
+    reported = {issue.field.split(".")[0].split("[")[0] for issue in issues}
+    unparsed = reported & _LABEL_SOURCES
     for record in records:
         found = check_record(record, checker, require_cot=kind == "cot", alarm_config=alarm_config)
-        issues.extend(i for i in found if not (unparsed and i.kind == "contradictory_labels"))
+        # nor is a field the parser reported checked again ("split: '' is not one of ..." after "split must be a string")
+        found = [i for i in found if not (unparsed and i.kind == "contradictory_labels") and i.field not in reported]
+        issues.extend(found)
         if kind not in ("auto", "cot") and record.kind != kind:
             issues.append(
                 RowIssue(
