@@ -187,6 +187,22 @@ def test_trl_messages_point_at_the_fields_they_are_about(tmp_path):
         load_config(GRPOConfig, path, ["--num_generations", "1"])
 
 
+def test_a_list_of_problems_names_the_line_of_each(tmp_path):
+    """Our configs gather every problem ("invalid GRPOConfig:" and one indented line each): one problem is one line;
+    several keep their list, each with the line that set its field."""
+    path = write(tmp_path, f"output_dir: {tmp_path}\nuse_cpu: true\ntemperature: 0\n", name="g.yaml")
+    with pytest.raises(ValueError) as err:
+        load_config(GRPOConfig, path, [])
+    assert str(err.value) == f"{path}: temperature must be > 0, got 0.0 [set at: temperature line 3]"
+    with pytest.raises(ValueError) as err:
+        load_config(GRPOConfig, path, ["--top_p", "2"])
+    assert str(err.value).splitlines() == [
+        f"{path}: invalid GRPOConfig:",
+        "  temperature must be > 0, got 0.0 [set at: temperature line 3]",
+        "  top_p must be in (0, 1], got 2.0 [set at: top_p on the command line]",
+    ]
+
+
 def test_a_negative_number_in_scientific_notation_is_a_value(tmp_path):
     """argparse reads "-1e-3" after a bare option as another option; the override is still a value."""
     for argv in (["--rate", "-1e-3"], ["--rate=-1e-3"], ["rate=-1e-3"]):

@@ -214,6 +214,12 @@ def load_config(cls: type[T], yaml_path: str | os.PathLike | None, overrides: li
     try:
         (config,) = parser.parse_dict(values, allow_extra_keys=False)
     except ValueError as err:  # a check across fields (__post_init__): say where each field it names was set
+        head, *problems = str(err).split("\n  ")  # a list of problems ("invalid GRPOConfig:\n  a\n  b"): each its own
+        if len(problems) == 1:
+            raise ValueError(f"{source}: {problems[0]}{_where_set(problems[0], values, lines, from_cli)}") from None
+        if problems:
+            listed = "".join(f"\n  {p}{_where_set(p, values, lines, from_cli)}" for p in problems)
+            raise ValueError(f"{source}: {head}{listed}") from None
         raise ValueError(f"{source}: {err}{_where_set(str(err), values, lines, from_cli)}") from None
     return config
 
