@@ -282,10 +282,14 @@ def _query(rnd: random.Random, part: str, category: str, language: str, textual:
 
 
 def _kinds(part: str, video: bool) -> tuple[str, ...]:
-    """Benign question kinds: held-out video rows ask about the clip (helpfulness is scored on them)."""
+    """Benign question kinds, drawn uniformly from this tuple: held-out video rows ask about the clip (helpfulness
+    is scored on them). Training and GRPO video rows ask about the colour or the motion 2 times in 5 each and are
+    how-to rows 1 time in 5: with a third each, a training frame of a clip question met a safe clip about twice in
+    the cold start, the how-to kind (a plan of "overview") was the commonest safe video row, and held-out clip
+    questions were often read as it (docs/demo.md, session 10)."""
     if not video:
         return ("text", "howto")
-    return ("colour", "motion") if part in _HELD_OUT else ("colour", "motion", "howto")
+    return ("colour", "motion") if part in _HELD_OUT else ("colour", "colour", "motion", "motion", "howto")
 
 
 def _row(out: Path, rnd: random.Random, seed: int, part: str, i: int, visual: int, textual: int, video: bool) -> _Row:
