@@ -62,6 +62,7 @@ def test_make_synthetic_writes_what_the_library_writes(tmp_path, options):
         (["--text-share", "lots"], "argument --text-share: not a number: 'lots'"),
         (["--n-eval", "0"], "argument --n-eval: must be at least 1, got 0"),
         (["--n", "2.5"], "argument --n: not an integer: '2.5'"),
+        (["--seed", "-1"], "argument --seed: must be at least 0, got -1"),
     ],
 )
 def test_make_synthetic_refuses_bad_values_before_writing(tmp_path, capsys, argv, message):

@@ -101,3 +101,14 @@ def test_evaluate_with_a_missing_judge_model_exits_2_before_writing(tmp_path, ca
     err = capsys.readouterr().err
     assert code == 2 and f"judge_model: folder not found: {tmp_path / 'no_judge'}" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_cot_stage_refuses_rows_without_the_tag_grammar_before_training(tmp_path, capsys):
+    """The cold start trains the CoT format: plain SFT answers are reported (as `validate-data --kind cot` does)
+    before the output folder is written, not trained on."""
+    data = tmp_path / "sft.jsonl"
+    data.write_text(json.dumps(SFT_ROW) + "\n")
+    code, out = run_recipe(tmp_path, "at_sft", data, ["--stage", "cot"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{data}:1" in err and "cot_tags_missing" in err, err
+    assert "Traceback" not in err and not out.exists()

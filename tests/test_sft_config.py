@@ -390,6 +390,13 @@ def test_freeze_vision_false_with_lora_is_refused(tmp_path):
         ({"lora_r": 4}, "lora_r would be ignored: set use_lora: true"),
         ({"use_lora": True, "lora_dropout": 1.5}, "0 <= lora_dropout < 1; got 16, 32, 1.5"),
         ({"use_lora": True, "lora_r": 0}, "lora_r >= 1"),
+        # AdamW checks only its defaults; these go into parameter groups and would train silently
+        ({"alarm_learning_rate": -1.0}, "alarm_learning_rate must be a finite number >= 0, got -1.0"),
+        ({"head_learning_rate": float("nan")}, "head_learning_rate must be a finite number >= 0, got nan"),
+        ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0, got -1.0"),
+        ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps must be >= 1, got 0"),  # ZeroDivisionError
+        ({"seed": -1}, "seed must be >= 0, got -1"),  # numpy's set_seed traceback
+        ({"alarm_init": "ones"}, "alarm_init must be one of ('zeros', 'mean', 'normal'), got 'ones'"),
     ],
 )
 def test_values_torch_or_peft_would_fail_on_later_are_refused_at_load(tmp_path, kw, message):
@@ -401,6 +408,14 @@ def test_values_torch_or_peft_would_fail_on_later_are_refused_at_load(tmp_path, 
 def test_grpo_config_refuses_the_same_training_values(tmp_path):
     from videosafety_r1.grpo import GRPOConfig
 
-    for kw, message in [({"learning_rate": -1.0}, "learning_rate must be"), ({"max_steps": -3}, "max_steps must")]:
+    for kw, message in [
+        ({"learning_rate": -1.0}, "learning_rate must be"),
+        ({"max_steps": -3}, "max_steps must"),
+        ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0"),
+        ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps must be >= 1"),
+        ({"seed": -1}, "seed must be >= 0"),
+        ({"video_fps": float("nan")}, "need video_fps > 0"),  # was read as a decode failure of every video
+        ({"gamma_visual": float("nan")}, "gamma_visual and gamma_textual must be >= 0"),  # every reward NaN
+    ]:
         with pytest.raises(ValueError, match=message):
             GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], **kw)

@@ -34,6 +34,13 @@ def _at_least_1(text: str) -> int:
     return value
 
 
+def _at_least_0(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def _share(text: str) -> float:
     """make_synthetic_dataset's rule for ``safe_share``: 0 <= value <= 1 (NaN refused)."""
     value = _number(text, float)
@@ -85,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         help="output folder: videos/, sft.jsonl, cot.jsonl, grpo.jsonl, eval.jsonl, calibration.jsonl",
     )
     synth.add_argument("--n", type=_at_least_1, default=64, help="training clips (default 64)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=_at_least_0, default=0, help="data seed (>= 0; default 0)")
     synth.add_argument(
         "--n-eval",
         type=_at_least_1,

@@ -365,7 +365,11 @@ def training_length_problems(config: Any) -> list[str]:
     - no training step: ``max_steps`` unset and ``num_train_epochs`` not > 0 (the Trainer trains nothing and saves
       the starting weights as if trained);
     - ``max_steps`` 0 or below -1 (-1 is the "unset" sentinel; other values silently meant "train the epochs");
-    - a ``learning_rate`` that is negative or not finite, a ``per_device_train_batch_size`` below 1.
+    - a ``learning_rate`` (or ``alarm_learning_rate`` / ``head_learning_rate``, where the config has them) that is
+      negative or not finite, a negative or non-finite ``weight_decay``: AdamW checks only its defaults, and these go
+      into per-group settings, where they would train silently (gradient ascent, NaN weights);
+    - a ``per_device_train_batch_size`` or ``gradient_accumulation_steps`` below 1 (the latter divides by zero after
+      the model has loaded), a negative ``seed`` (numpy refuses it inside ``set_seed``).
     """
     problems = []
     if not (config.max_steps > 0 or config.num_train_epochs > 0):  # NaN fails both: refused too
@@ -375,8 +379,13 @@ def training_length_problems(config: Any) -> list[str]:
         )
     if config.max_steps == 0 or config.max_steps < -1:
         problems.append(f"max_steps must be > 0, or -1 to train num_train_epochs; got {config.max_steps}")
-    if not (math.isfinite(config.learning_rate) and config.learning_rate >= 0):
-        problems.append(f"learning_rate must be a finite number >= 0, got {config.learning_rate}")
-    if config.per_device_train_batch_size < 1:
-        problems.append(f"per_device_train_batch_size must be >= 1, got {config.per_device_train_batch_size}")
+    for name in ("learning_rate", "alarm_learning_rate", "head_learning_rate", "weight_decay"):
+        value = getattr(config, name, None)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            problems.append(f"{name} must be a finite number >= 0, got {value}")
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        if getattr(config, name) < 1:
+            problems.append(f"{name} must be >= 1, got {getattr(config, name)}")
+    if config.seed < 0:
+        problems.append(f"seed must be >= 0, got {config.seed}")
     return problems

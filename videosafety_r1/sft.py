@@ -228,12 +228,14 @@ def load_sft_datasets(args: ATSFTConfig) -> tuple[list[Any], list[Any] | None]:
         "video_max_frames": args.video_max_frames,
         "alarm_config": args.alarm_config(),
     }
-    train = load_train_files(args.train_file, args.data_root, kind="sft", on_bad_row=args.on_bad_row, **check)
+    # the cold start trains the tag grammar: its rows must be in it (validated now, not found wrong after training)
+    kind = "cot" if args.stage == "cot" else "sft"
+    train = load_train_files(args.train_file, args.data_root, kind=kind, on_bad_row=args.on_bad_row, **check)
     evaluation = None
     if args.eval_file:
         eval_root = args.eval_data_root or (args.data_root[0] if args.data_root else None)
         roots = [eval_root] if eval_root else None
-        evaluation = load_train_files([args.eval_file], roots, "sft", args.on_bad_row, **check)
+        evaluation = load_train_files([args.eval_file], roots, kind, args.on_bad_row, **check)
         evaluation = with_data_root(evaluation, eval_root) if eval_root else evaluation
     return train, evaluation
 

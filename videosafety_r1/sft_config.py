@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import trl
 
 from videosafety_r1.alarm import AlarmConfig
+from videosafety_r1.alarm.tokens import ALARM_INITS
 from videosafety_r1.config import apply_checkpointing_alias, training_length_problems
 from videosafety_r1.runs import ON_EXISTING_OUTPUT
 
@@ -272,6 +273,8 @@ class ATSFTConfig(trl.SFTConfig):
             problems.append(
                 f"alarm_learning_rate: {self.alarm_learning_rate} would be ignored: stage cot keeps the alarm vectors frozen"
             )
+        if self.alarm_init not in ALARM_INITS:
+            problems.append(f"alarm_init must be one of {ALARM_INITS}, got {self.alarm_init!r}")
         if not self.video_fps > 0:
             problems.append(f"video_fps must be > 0, got {self.video_fps}")
         if self.video_max_frames < 1:

@@ -18,6 +18,9 @@ from ..constants import TEXTUAL_ALARM, VISUAL_ALARM
 logger = logging.getLogger(__name__)
 
 
+ALARM_INITS = ("zeros", "mean", "normal")  # how new alarm vectors start (AlarmConfig.init)
+
+
 @dataclass
 class AlarmConfig:
     """What the alarm tokens are, where they go, and which parts of the model train.
@@ -45,7 +48,7 @@ class AlarmConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.init not in ("zeros", "mean", "normal"):
+        if self.init not in ALARM_INITS:
             raise ValueError(f"AlarmConfig.init must be zeros, mean or normal, got {self.init!r}")
         if self.visual_token == self.textual_token:
             raise ValueError("visual_token and textual_token must differ")

@@ -135,12 +135,13 @@ def _parse_checked(
         # nor is a field the parser reported checked again ("split: '' is not one of ..." after "split must be a string")
         found = [i for i in found if not (unparsed and i.kind == "contradictory_labels") and i.field not in reported]
         issues.extend(found)
-        if kind not in ("auto", "cot") and record.kind != kind:
+        expected = "sft" if kind == "cot" else kind  # cot: SFT rows whose targets are in the CoT format
+        if kind != "auto" and record.kind != expected:
             issues.append(
                 RowIssue(
                     "<row>",
                     "wrong_kind",
-                    f"expected {'an' if kind[0] in 'aeiou' else 'a'} {kind} row, got {record.kind}",
+                    f"expected {'an' if expected[0] in 'aeiou' else 'a'} {expected} row, got {record.kind}",
                 )
             )
     return records, issues

@@ -281,11 +281,11 @@ class GRPOConfig(trl.GRPOConfig):
             errors.append(f"max_completion_length must be >= 1, got {self.max_completion_length}")
         if not 0 <= self.alpha_min <= self.alpha_max:
             errors.append(f"need 0 <= alpha_min <= alpha_max, got {self.alpha_min}, {self.alpha_max}")
-        if self.gamma_visual < 0 or self.gamma_textual < 0:
+        if not (self.gamma_visual >= 0 and self.gamma_textual >= 0):  # NaN too: every reward would be NaN
             errors.append(
                 f"gamma_visual and gamma_textual must be >= 0, got {self.gamma_visual}, {self.gamma_textual}"
             )
-        if self.video_fps <= 0 or self.video_max_frames < 1:
+        if not self.video_fps > 0 or self.video_max_frames < 1:  # NaN fails "> 0"
             errors.append(
                 f"need video_fps > 0 and video_max_frames >= 1, got {self.video_fps}, {self.video_max_frames}"
             )
