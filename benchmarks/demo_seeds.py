@@ -52,12 +52,14 @@ def run_seed(out: Path, seed: int, extra: list[str]) -> dict:
 
 
 def medians(summaries: list[dict]) -> dict[str, dict[str, float | None]]:
-    """Per stage and column, the median over seeds of the non-null values (None when every seed has null)."""
+    """Per stage and column, the median over seeds of the non-null values (None when every seed has null or did not
+    evaluate the stage: a run with ``--eval-stages grpo`` has only that one)."""
     out: dict[str, dict[str, float | None]] = {}
     for stage in STAGES:
         out[stage] = {}
         for key in GOALS:
-            values = [s["stages"][stage][key] for s in summaries if s["stages"][stage].get(key) is not None]
+            rows = [s["stages"].get(stage) or {} for s in summaries]
+            values = [row[key] for row in rows if row.get(key) is not None]
             out[stage][key] = statistics.median(values) if values else None
     return out
 
