@@ -103,6 +103,20 @@ def test_cli_predict_harm_writes_one_line_per_row(calibrated, tmp_path):
     assert main(["predict-harm", "--model", str(tmp_path / "none"), "--data", str(out), "--out", str(out)]) == 2
 
 
+def test_cli_predict_harm_refuses_a_model_without_heads_and_a_folder_as_out(
+    calibrated, tiny_checkpoint, tmp_path, capsys
+):
+    """One line and exit 2, not a traceback after loading (no heads) or after scoring every row (--out a folder)."""
+    from videosafety_r1.cli import main
+
+    root = calibrated[0]
+    data = ["--data", str(root / "data" / "calibration.jsonl")]
+    assert main(["predict-harm", "--model", str(tiny_checkpoint), *data, "--out", str(tmp_path / "p.jsonl")]) == 2
+    assert "this model has no harm heads" in capsys.readouterr().out and not (tmp_path / "p.jsonl").exists()
+    assert main(["predict-harm", "--model", str(root / "ckpt"), *data, "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path} is a folder" in capsys.readouterr().out
+
+
 def test_export_carries_the_calibration(calibrated, tmp_path):
     from videosafety_r1.alarm import export_plain_checkpoint
 

@@ -41,6 +41,13 @@ def _at_least_0(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> float:
+    value = _number(text, float)
+    if not 0 < value < float("inf"):  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def _share(text: str) -> float:
     """make_synthetic_dataset's rule for ``safe_share``: 0 <= value <= 1 (NaN refused)."""
     value = _number(text, float)
@@ -128,9 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     harm.add_argument("--out", required=True, metavar="FILE", help="output JSONL, one line per row")
     harm.add_argument("--data-root", help="folder media paths are relative to (default: the data file's folder)")
     harm.add_argument(
-        "--fps", type=float, default=None, help="frames per second (default: the checkpoint's training value)"
+        "--fps", type=_positive, default=None, help="frames per second (default: the checkpoint's training value)"
     )
-    harm.add_argument("--max-frames", type=int, default=None, help="most frames per video (default: the checkpoint's)")
+    harm.add_argument(
+        "--max-frames", type=_at_least_1, default=None, help="most frames per video (default: the checkpoint's)"
+    )
     harm.add_argument("--threshold", type=float, default=0.5, help="decision threshold on P(harmful)")
     harm.add_argument("--batch-size", type=int, default=16)
     return parser

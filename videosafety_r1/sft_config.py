@@ -156,7 +156,7 @@ class ATSFTConfig(trl.SFTConfig):
     def __post_init__(self) -> None:
         problems = self._sft_field_problems() + self._own_problems()
         if problems:
-            raise ValueError("invalid ATSFTConfig: " + "; ".join(problems))
+            raise ValueError("invalid ATSFTConfig:\n  " + "\n  ".join(problems))  # one per line, as GRPOConfig
         if isinstance(self.train_file, str):
             self.train_file = [self.train_file]
         if isinstance(self.data_root, str):

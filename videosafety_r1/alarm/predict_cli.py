@@ -31,10 +31,17 @@ def predict_harm_file(
         raise ValueError(f"threshold is a probability in [0, 1], got {threshold}")
     from videosafety_r1.alarm.io import load_pretrained
     from videosafety_r1.data import load_dataset_checked
+    from videosafety_r1.errors import InputError
 
     root = Path(data_root) if data_root is not None else Path(data_file).parent
     records, _ = load_dataset_checked(data_file, root)
+    if Path(out_file).is_dir():  # found now, not after every row has been scored
+        raise InputError(f"--out {out_file} is a folder; give a file path")
     model, processor = load_pretrained(model_dir)
+    if getattr(model, "visual_head", None) is None:  # a plain model, or alarm tokens without heads
+        raise InputError(
+            f"{model_dir}: this model has no harm heads (an alarm checkpoint from stage atc or later has)"
+        )
     model.eval()
     calibration = getattr(model, "alarm_calibration", None)
     logits = harm_logits(

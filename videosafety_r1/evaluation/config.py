@@ -167,6 +167,8 @@ class EvalConfig:
             )
         if self.bootstrap_samples < 0:
             raise ValueError("bootstrap_samples must be >= 0")
+        if self.seed < 0:  # numpy's set_seed would refuse it with a traceback
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"max_samples must be >= 1 (or unset for every row), got {self.max_samples}")
         if self.judge_keywords not in KEYWORD_LISTS:
