@@ -344,19 +344,17 @@ def test_predict_harm_refuses_a_threshold_that_is_no_probability(tmp_path, capsy
     ).exists()
 
 
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        (["--fps", "0"], "argument --fps: must be a finite number > 0, got 0"),
-        (["--fps", "nan"], "argument --fps: must be a finite number > 0, got nan"),
-        (["--max-frames", "0"], "argument --max-frames: must be at least 1, got 0"),
-    ],
-)
-def test_predict_harm_refuses_sampling_that_cannot_decode(tmp_path, capsys, extra, message):
+def test_predict_harm_refuses_sampling_that_cannot_decode(tmp_path, capsys):
+    """Frames per second <= 0 or NaN and a frame cap below 1 are usage errors, not decoder tracebacks."""
     argv = ["predict-harm", "--model", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "p.jsonl")]
-    with pytest.raises(SystemExit) as exit_info:
-        main([*argv, *extra])
-    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    for option, value, message in [
+        ("--fps", "0", "must be a finite number > 0, got 0"),
+        ("--fps", "nan", "must be a finite number > 0, got nan"),
+        ("--max-frames", "0", "must be at least 1, got 0"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, option, value])
+        assert exit_info.value.code == 2 and f"argument {option}: {message}" in capsys.readouterr().err
 
 
 def test_predict_harm_reports_bad_rows_without_a_traceback(tmp_path, capsys):
