@@ -296,9 +296,10 @@ _PATH_LIKE = re.compile(r"^(/|\./|\.\./|~)")
 def check_model_path(name: str, key: str = "model_name_or_path") -> None:
     """Fail early and clearly on a model that cannot load: run before any weights are read.
 
-    A name that looks like a path (absolute, ``./``, ``../``, ``~`` or more than one ``/``) must be an existing
-    folder ("folder not found") holding a ``config.json`` (or a PEFT ``adapter_config.json``); anything else is a hub id, which offline (``HF_HUB_OFFLINE=1``) must be in the
-    local cache ("not in the local cache").
+    An existing file is refused ("is a file"). A name that looks like a path (absolute, ``./``, ``../``, ``~`` or
+    more than one ``/``) must be an existing folder ("folder not found") holding a ``config.json`` (or a PEFT
+    ``adapter_config.json``); anything else is a hub id, which offline (``HF_HUB_OFFLINE=1``) must be in the local
+    cache ("not in the local cache").
     """
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError

@@ -49,7 +49,7 @@ class AlarmConfig:
 
     def __post_init__(self) -> None:
         if self.init not in ALARM_INITS:
-            raise ValueError(f"AlarmConfig.init must be zeros, mean or normal, got {self.init!r}")
+            raise ValueError(f"AlarmConfig.init must be one of {ALARM_INITS}, got {self.init!r}")
         if self.visual_token == self.textual_token:
             raise ValueError("visual_token and textual_token must differ")
         self.visual_pad_tokens = tuple(self.visual_pad_tokens)
