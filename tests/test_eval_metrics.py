@@ -11,6 +11,7 @@ from videosafety_r1.evaluation import (
     auroc,
     binary_classification_metrics,
     bootstrap_ci,
+    calibrated_ece_baseline,
     compute_metrics,
     dsr_drop,
     expected_calibration_error,
@@ -134,6 +135,21 @@ def test_binary_metrics_by_hand():
 )
 def test_expected_calibration_error(labels, probs, expected):
     assert expected_calibration_error(labels, probs, n_bins=10) == pytest.approx(expected)
+
+
+def test_calibrated_ece_baseline_is_the_sampling_floor_of_ece():
+    # certain probabilities: a calibrated head is never wrong, so the floor is 0
+    assert calibrated_ece_baseline([0.0, 1.0, 1.0, 0.0]) == 0.0
+    # p = 0.5 everywhere: one bin, ECE = |harmful share - 0.5| = E|Bin(n, 1/2) / n - 1/2| ~ sqrt(2 / pi) * 0.5 / sqrt(n)
+    expected = math.sqrt(2 / math.pi) * 0.5 / math.sqrt(100)
+    assert calibrated_ece_baseline([0.5] * 100, n_draws=4000) == pytest.approx(expected, rel=0.1)
+    # four times the rows halve it; the same seed gives the same number
+    small, large = calibrated_ece_baseline([0.3, 0.7] * 35), calibrated_ece_baseline([0.3, 0.7] * 140)
+    assert large == pytest.approx(small / 2, rel=0.2)
+    assert calibrated_ece_baseline([0.3, 0.7] * 35) == small
+    assert math.isnan(calibrated_ece_baseline([]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        calibrated_ece_baseline([0.2, 1.5])
 
 
 def test_tag_agreement_and_head_records():
