@@ -164,6 +164,8 @@ def test_validate_decodes_videos_as_training_will(tmp_path, capsys):
     assert main(["validate-data", str(data), "--video-backend", "decord"]) == 1  # training with decord: tiny fails
     assert f"{data}:1: media.path:" in capsys.readouterr().out
     assert main(["validate-data", str(data), "--video-fps", "0"]) == 2
+    assert main(["validate-data", str(data), "--video-fps", "nan"]) == 2  # once a decode failure per video
+    assert "--video-fps must be a finite number > 0" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

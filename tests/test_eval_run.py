@@ -187,7 +187,14 @@ def test_config_loads_demo_yaml_and_validates(tmp_path):
     config = load_config(EvalConfig, DEMO_YAML, ["--model_name_or_path", "ckpt", "--checkpoints", "a", "b"])
     assert config.model_name_or_path == "ckpt" and config.checkpoints == ["a", "b"] and config.temperature == 0.0
     assert DEMO_YAML.read_text().startswith("#")
-    for bad in (["--judge", "gpt"], ["--judge", "http"], ["--temperature", "-1"], ["--batch_size", "0"]):
+    for bad in (
+        ["--judge", "gpt"],
+        ["--judge", "http"],
+        ["--temperature", "-1"],
+        ["--batch_size", "0"],
+        ["--temperature", "nan"],
+        ["--video_fps", "inf"],
+    ):
         with pytest.raises(ValueError):
             load_config(EvalConfig, DEMO_YAML, bad)
     with pytest.raises(ValueError, match="renamed to 'video_fps'"):
@@ -347,3 +354,28 @@ def test_failed_judge_items_are_judged_again_not_regenerated(alarm_checkpoint, e
     judged.clear()
     run_evaluation(config)
     assert judged == []  # nothing pending any more
+
+
+def test_id_clashing_with_a_text_only_copy_and_missing_checkpoints_are_refused_first(
+    alarm_checkpoint, eval_data, tmp_path
+):
+    """Both used to surface late: the clash as a ValueError after the output folder was made, a missing
+    ``checkpoints`` path as a warning after every row was generated."""
+    from videosafety_r1.errors import InputError
+
+    rows = [json.loads(line) for line in (eval_data / "eval.jsonl").read_text().splitlines()]
+    harmful = next(r for r in rows if r["split"] == "HH")
+    clash = {**next(r for r in rows if r["split"] == "SafeQ" and r["media"]), "id": harmful["id"] + "::text"}
+    data = tmp_path / "data"
+    data.mkdir()
+    for row in (harmful, clash):
+        (data / row["media"]["path"]).parent.mkdir(parents=True, exist_ok=True)
+        (data / row["media"]["path"]).write_bytes((eval_data / row["media"]["path"]).read_bytes())
+    (data / "clash.jsonl").write_text(json.dumps(harmful) + "\n" + json.dumps(clash) + "\n")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"clash\.jsonl: eval ids must be unique .*'<id>::text'.*::text"):
+        run_evaluation(_config(alarm_checkpoint, data, out, eval_file="clash.jsonl", text_only_pass=True))
+    assert not out.exists()
+    with pytest.raises(InputError, match=r"checkpoints: \[.*nowhere.*\] not found"):
+        run_evaluation(_config(alarm_checkpoint, eval_data, out, checkpoints=[str(tmp_path / "nowhere")]))
+    assert not out.exists()

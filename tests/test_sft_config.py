@@ -171,7 +171,8 @@ def test_model_init_kwargs_cannot_shadow_own_fields(tmp_path):
 @pytest.mark.parametrize(
     "kw, match",
     [
-        ({"video_fps": -1.0}, "video_fps must be > 0"),
+        ({"video_fps": -1.0}, "video_fps must be a finite number > 0"),
+        ({"video_fps": float("inf")}, "video_fps must be a finite number > 0"),
         ({"video_max_frames": 0}, "video_max_frames"),
         ({"dtype": "fp16"}, "dtype must be one of"),
         ({"on_existing_output": "keep"}, "on_existing_output"),
@@ -414,7 +415,10 @@ def test_grpo_config_refuses_the_same_training_values(tmp_path):
         ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0"),
         ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps must be >= 1"),
         ({"seed": -1}, "seed must be >= 0"),
-        ({"video_fps": float("nan")}, "need video_fps > 0"),  # was read as a decode failure of every video
+        (
+            {"video_fps": float("nan")},
+            "need video_fps a finite number > 0",
+        ),  # was read as a decode failure of every video
         ({"gamma_visual": float("nan")}, "gamma_visual and gamma_textual must be >= 0"),  # every reward NaN
     ]:
         with pytest.raises(ValueError, match=message):

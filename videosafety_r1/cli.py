@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -154,8 +155,8 @@ def _validate(args: argparse.Namespace) -> int:
         shown = [f"{f} (a folder: give its JSONL files)" if Path(f).is_dir() else f for f in missing]
         _write(f"error: not found: {', '.join(shown) or args.data_root}")
         return EXIT_USAGE
-    if args.video_fps <= 0 or args.video_max_frames < 1:
-        _write("error: --video-fps must be > 0 and --video-max-frames >= 1")
+    if not (math.isfinite(args.video_fps) and args.video_fps > 0) or args.video_max_frames < 1:
+        _write("error: --video-fps must be a finite number > 0 and --video-max-frames >= 1")
         return EXIT_USAGE
     if args.format != "auto" and args.format not in FORMATS:
         _write(f"error: --format must be auto or one of {', '.join(FORMATS)}")

@@ -8,6 +8,7 @@ meaning: the ``transformers.Trainer`` underneath reads them.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -275,8 +276,8 @@ class ATSFTConfig(trl.SFTConfig):
             )
         if self.alarm_init not in ALARM_INITS:
             problems.append(f"alarm_init must be one of {ALARM_INITS}, got {self.alarm_init!r}")
-        if not self.video_fps > 0:
-            problems.append(f"video_fps must be > 0, got {self.video_fps}")
+        if not (math.isfinite(self.video_fps) and self.video_fps > 0):
+            problems.append(f"video_fps must be a finite number > 0, got {self.video_fps}")
         if self.video_max_frames < 1:
             problems.append(f"video_max_frames must be >= 1, got {self.video_max_frames}")
         if self.max_length is not None and self.max_length < 1:

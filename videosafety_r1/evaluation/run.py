@@ -24,6 +24,7 @@ import torch
 from videosafety_r1.runs import eval_fingerprint, prepare_output_dir
 
 from ..constants import parse_dtype
+from ..errors import InputError
 from ..inputs import video_sampling
 from .alarm_metrics import alarm_metrics_from_records
 from .config import EvalConfig
@@ -97,7 +98,8 @@ def build_eval_items(records: Sequence[Any], data_root: str | Path, text_only_pa
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
-        raise ValueError(f"eval ids must be unique (resume relies on them); duplicated: {dupes[:5]}")
+        why = f" (the text-only pass names its copies '<id>{TEXT_ONLY_SUFFIX}')" if text_only_pass else ""
+        raise InputError(f"eval ids must be unique (resume relies on them){why}; duplicated: {dupes[:5]}")
     return items
 
 
@@ -351,6 +353,11 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
         from videosafety_r1.config import check_model_path
 
         check_model_path(str(config.judge_model), "judge_model")
+    missing = [str(c) for c in config.checkpoints or [] if not Path(c).exists()]
+    if missing:  # the plot reads them only after generating: say so now
+        raise InputError(
+            f"checkpoints: {missing} not found (give earlier evaluations' output folders or results.json)"
+        )
     state = distributed_state()
     out_dir = Path(config.output_dir)
     data_root = config.data_root or str(Path(config.eval_file).parent)
@@ -370,13 +377,16 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
         video_fps=fps,  # decode as generation will
         video_max_frames=max_frames,
     )
+    if config.max_samples is not None:
+        records = records[: config.max_samples]
+    try:
+        items = build_eval_items(records, data_root, config.text_only_pass)
+    except InputError as err:
+        raise InputError(f"{config.eval_file}: {err}") from None
     # the data is checked before the output folder is touched; a folder holding another model's / settings' samples
     # is refused before any finished id is skipped
     policy, fingerprint = config.on_existing_output, eval_fingerprint(config, model)
     prepare_output_dir(out_dir, fingerprint, policy, kind="evaluation", is_main_process=state.is_main_process)
-    if config.max_samples is not None:
-        records = records[: config.max_samples]
-    items = build_eval_items(records, data_root, config.text_only_pass)
     samples_path = out_dir / SAMPLES_FILE
     done = read_done_ids(samples_path)
     judge_pending: dict[str, dict[str, Any]] = {}  # generated, but the judge call failed: judge again only

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -285,9 +286,10 @@ class GRPOConfig(trl.GRPOConfig):
             errors.append(
                 f"gamma_visual and gamma_textual must be >= 0, got {self.gamma_visual}, {self.gamma_textual}"
             )
-        if not self.video_fps > 0 or self.video_max_frames < 1:  # NaN fails "> 0"
+        if not (math.isfinite(self.video_fps) and self.video_fps > 0) or self.video_max_frames < 1:
             errors.append(
-                f"need video_fps > 0 and video_max_frames >= 1, got {self.video_fps}, {self.video_max_frames}"
+                "need video_fps a finite number > 0 and video_max_frames >= 1, got "
+                f"{self.video_fps}, {self.video_max_frames}"
             )
         return errors
 
