@@ -35,6 +35,25 @@ PROMPT_TEMPLATES = ("published",)
 REWARD_PARAM_FIELDS = ("alpha_min", "alpha_max", "gamma_visual", "gamma_textual", "rouge_tokenizer")
 
 
+def _sampling_kwargs_problems(kwargs: dict[str, Any]) -> list[str]:
+    """Problems with the sampling values of ``generation_kwargs`` (``temperature``, ``top_p``, ``top_k``,
+    ``min_p``), which override the fields of the same name; other keys are left to the generator."""
+    problems = []
+    checks = {
+        "temperature": (lambda v: v > 0, "> 0"),
+        "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+        "top_k": (lambda v: v >= 0 and float(v).is_integer(), "an integer >= 0"),
+        "min_p": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    }
+    for key, (ok, rule) in checks.items():
+        if key not in kwargs or kwargs[key] is None:
+            continue
+        value = kwargs[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            problems.append(f"generation_kwargs.{key} must be {rule}, got {value!r}")
+    return problems
+
+
 @dataclass
 class GRPOConfig(trl.GRPOConfig):
     """``trl.GRPOConfig`` with the paper's stage-4 defaults and the fields Safety-GRPO adds.
@@ -254,21 +273,23 @@ class GRPOConfig(trl.GRPOConfig):
         errors = training_length_problems(self)
         if not 0 < self.epsilon < 1:
             errors.append(f"epsilon must be in (0, 1), got {self.epsilon}")
-        if self.epsilon_high is not None and self.epsilon_high <= 0:
+        if self.epsilon_high is not None and not self.epsilon_high > 0:  # NaN too, as below
             errors.append(f"epsilon_high must be > 0, got {self.epsilon_high}")
-        if self.delta is not None and self.delta <= 0:
+        if self.delta is not None and not self.delta > 0:
             errors.append(f"delta must be > 0, got {self.delta}")
-        if self.beta < 0:
+        if not self.beta >= 0:
             errors.append(f"beta must be >= 0, got {self.beta}")
         if self.num_iterations < 1:
             errors.append(f"num_iterations must be >= 1, got {self.num_iterations}")
-        if self.temperature <= 0:
+        if not self.temperature > 0:
             errors.append(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 0:
+            errors.append(f"top_k must be >= 0 (0 turns top-k filtering off, TRL's meaning), got {self.top_k}")
         if not 0 < self.top_p <= 1:
             errors.append(f"top_p must be in (0, 1], got {self.top_p}")
         if self.min_p is not None and not 0 <= self.min_p <= 1:
             errors.append(f"min_p must be in [0, 1], got {self.min_p}")
-        if self.repetition_penalty <= 0:
+        if not self.repetition_penalty > 0:
             errors.append(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if not 0 <= self.top_entropy_quantile <= 1:
             errors.append(f"top_entropy_quantile must be in [0, 1], got {self.top_entropy_quantile}")
@@ -278,6 +299,8 @@ class GRPOConfig(trl.GRPOConfig):
             )
         if self.generation_kwargs is not None and not isinstance(self.generation_kwargs, dict):
             errors.append(f"generation_kwargs must be a mapping, got {type(self.generation_kwargs).__name__}")
+        elif self.generation_kwargs:  # they override the fields above at the first rollout: same checks, now
+            errors += _sampling_kwargs_problems(self.generation_kwargs)
         if self.max_completion_length is not None and self.max_completion_length < 1:
             errors.append(f"max_completion_length must be >= 1, got {self.max_completion_length}")
         if not 0 <= self.alpha_min <= self.alpha_max:
