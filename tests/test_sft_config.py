@@ -398,6 +398,7 @@ def test_freeze_vision_false_with_lora_is_refused(tmp_path):
         ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps must be >= 1, got 0"),  # ZeroDivisionError
         ({"seed": -1}, "seed must be >= 0, got -1"),  # numpy's set_seed traceback
         ({"alarm_init": "ones"}, "alarm_init must be one of ('zeros', 'mean', 'normal'), got 'ones'"),
+        ({"gradient_checkpointing": True, "activation_checkpointing": False}, "contradict each other"),  # was silent
     ],
 )
 def test_values_torch_or_peft_would_fail_on_later_are_refused_at_load(tmp_path, kw, message):
@@ -420,6 +421,7 @@ def test_grpo_config_refuses_the_same_training_values(tmp_path):
             "need video_fps a finite number > 0",
         ),  # was read as a decode failure of every video
         ({"gamma_visual": float("nan")}, "gamma_visual and gamma_textual must be >= 0"),  # every reward NaN
+        ({"gradient_checkpointing": True, "activation_checkpointing": False}, "contradict each other"),
     ]:
         with pytest.raises(ValueError, match=message):
             GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], **kw)

