@@ -274,6 +274,17 @@ def test_one_line_json_array_is_an_array_and_an_empty_one_is_empty(tmp_path):
     assert [p.kind for p in report.problems] == ["empty_file"]
 
 
+def test_a_key_twice_in_a_json_array_element_is_refused(tmp_path):
+    (tmp_path / "a.png").touch()
+    text = json.dumps([vlguard(id="v1"), vlguard(id="v2")], indent=1)
+    path = tmp_path / "dup.json"
+    path.write_text(text.replace('"id": "v2"', '"id": "v2", "id": "v3"'), encoding="utf-8")
+    records, report = validate_file(path, tmp_path, check_videos=False)
+    assert [r.id for _, r in records] == ["v1-0"]
+    assert [(p.field, p.kind) for p in report.problems] == [("id", "duplicate_key")]
+    assert "appears twice" in report.problems[0].message
+
+
 def test_jsonl_whose_first_row_is_an_array_stays_jsonl(tmp_path):
     _, report = check(tmp_path, ["[1, 2]", canon_sft(), "[" * 100_000 + "]" * 100_000])
     assert located(report) == {(1, "<json>", "not_an_object"), (3, "<json>", "malformed_json")}

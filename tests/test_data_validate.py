@@ -47,6 +47,7 @@ CASES = [
     ("sft", sft(), None, None),
     ("sft", '{"video": ["good.mp4"], "conversations": [', "<json>", "malformed_json"),
     ("sft", "[1, 2]", "<json>", "not_an_object"),
+    ("sft", sft().replace("{", '{"safety_labels": [1, 1], ', 1), "safety_labels", "duplicate_key"),  # last won
     ("sft", sft(safety_labels=None).replace(', "safety_labels": [0, 0]', ""), "safety_labels", "missing_labels"),
     ("sft", sft(labels=(0, 2)), "safety_labels.textual", "invalid_labels"),
     ("sft", sft(answer=COT.format(v=0, t=1), labels=(1, 1)), "conversation[1].content", "contradictory_labels"),

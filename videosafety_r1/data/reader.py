@@ -13,13 +13,35 @@ from typing import Any
 from videosafety_r1.data.fields import RowIssue
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: a key twice in one object is refused (``json`` would keep the last one silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _duplicate(key: str) -> RowIssue:
+    return RowIssue(key, "duplicate_key", f"key {key!r} appears twice in one JSON object (which value is meant?)")
+
+
 def _decode_line(raw: bytes, number: int) -> tuple[int, Any, RowIssue | None]:
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         return number, None, RowIssue("<line>", "invalid_utf8", f"not UTF-8 at byte {err.start}: {err.reason}")
     try:
-        return number, json.loads(line), None
+        return number, json.loads(line, object_pairs_hook=_unique_keys), None
+    except _DuplicateKey as err:
+        return number, None, _duplicate(err.key)
     except json.JSONDecodeError as err:
         return number, None, RowIssue("<json>", "malformed_json", f"invalid JSON at column {err.pos + 1}: {err.msg}")
     except RecursionError:
@@ -28,7 +50,7 @@ def _decode_line(raw: bytes, number: int) -> tuple[int, Any, RowIssue | None]:
 
 def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
     """Elements of a file holding one JSON array (VLGuard's ``train.json``), each with the line it starts on."""
-    decoder, pos, line = json.JSONDecoder(), text.index("[") + 1, 1
+    decoder, pos, line = json.JSONDecoder(object_pairs_hook=_unique_keys), text.index("[") + 1, 1
     line += text.count("\n", 0, pos)
     while True:
         start = pos + len(text[pos:]) - len(text[pos:].lstrip(" \t\r\n,"))
@@ -39,6 +61,9 @@ def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
             value, end = decoder.raw_decode(text, start)
         except RecursionError:
             yield line, None, RowIssue("<json>", "malformed_json", "JSON array: an element is nested too deeply")
+            return
+        except _DuplicateKey as err:  # the element's end is unknown, so the rest of the array cannot be read either
+            yield line, None, _duplicate(err.key)
             return
         except json.JSONDecodeError as err:
             msg = f"JSON array: {err.msg} at line {err.lineno} column {err.colno}; fix it or convert to JSONL"
