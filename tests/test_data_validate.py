@@ -91,6 +91,7 @@ CASES = [
     ("grpo", grpo(problem_type="essay"), "problem_type", "unknown_problem_type"),
     ("grpo", grpo(solution="<answer>a</answer><vidType>1</vidType>"), "solution", "cot_tags_missing"),
     ("grpo", grpo(problem=None).replace('"problem": "Why?", ', ""), "problem", "missing_field"),
+    ("grpo", grpo().replace('"problem": "Why?"', '"problem": "  "'), "problem", "empty_text"),
     ("grpo", grpo(problem_type="numerical", solution="<answer>abc</answer>"), "solution", "invalid_solution"),
     (
         "canon",
@@ -156,6 +157,7 @@ CASES = [
     ),
     ("eval", canonical_eval(), None, None),
     ("eval", canonical_eval(split="XX"), "split", "invalid_split"),
+    ("eval", canonical_eval(query=""), "query", "empty_text"),
     ("eval", canonical_eval(split="SH"), "labels", "contradictory_labels"),
     ("unknown", json.dumps({"foo": 1}), "<row>", "unknown_format"),
 ]

@@ -89,6 +89,8 @@ def check_record(
     elif isinstance(record, GRPORecord):
         texts += [("problem", record.problem), ("solution", record.solution)]
         texts += [(f"options[{i}]", str(o)) for i, o in enumerate(record.options or [])]
+        if not record.problem.strip():
+            issues.append(RowIssue("problem", "empty_text", "an empty question: its textual label has nothing to say"))
         if record.problem_type not in PROBLEM_TYPES:
             issues.append(
                 RowIssue(
@@ -108,6 +110,8 @@ def check_record(
             issues.extend(RowIssue("solution", "invalid_solution", m) for m in _reward_check(record))
     else:
         texts.append(("query", record.query))
+        if not record.query.strip():
+            issues.append(RowIssue("query", "empty_text", "an empty question: its textual label has nothing to say"))
         if record.split not in EVAL_SPLITS:
             issues.append(RowIssue("split", "invalid_split", f"{record.split!r} is not one of {list(EVAL_SPLITS)}"))
         elif (record.labels.visual, record.labels.textual) != _SPLIT_LABELS.get(
