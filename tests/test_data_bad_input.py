@@ -388,3 +388,14 @@ def test_a_field_the_parser_reported_is_not_checked_again(tmp_path):
     assert located(report) == {(1, "split", "invalid_field")}  # no follow-on "'' is not one of [...]"
     _, report = check(tmp_path, [canon_eval(split="XX")], name="e.jsonl")
     assert located(report) == {(1, "split", "invalid_split")}
+
+
+def test_a_misspelt_format_key_on_the_first_row_is_named(tmp_path):
+    """A typo in the key that names the format ("conversaton") read as "no known format" without a hint."""
+    row = canon_sft()
+    row["conversaton"] = row.pop("conversation")
+    _, report = check(tmp_path, [row])
+    (problem,) = report.problems
+    assert problem.kind == "unknown_format" and "did you mean 'conversation' for 'conversaton'?" in problem.message
+    _, report = check(tmp_path, [{"foo": 1}], name="other.jsonl")
+    assert "did you mean" not in report.problems[0].message

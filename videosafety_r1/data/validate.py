@@ -147,6 +147,32 @@ def _parse_checked(
     return records, issues
 
 
+# the keys detect_format looks for; a row's key close to one of them is most likely a typo of it
+_DETECTING_KEYS = (
+    "conversation",
+    "conversations",
+    "instr-resp",
+    "problem",
+    "query",
+    "labels",
+    "video_path",
+    "question",
+)
+
+
+def _misspelt_format_keys(row: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, known key) pairs for keys of ``row`` that look like a misspelt format key ("conversaton")."""
+    import difflib
+
+    pairs = []
+    for key in row:
+        if isinstance(key, str) and key not in _DETECTING_KEYS:
+            close = difflib.get_close_matches(key, _DETECTING_KEYS, n=1, cutoff=0.8)
+            if close:
+                pairs.append((key, close[0]))
+    return pairs
+
+
 def validate_file(
     path: str | os.PathLike[str],
     data_root: str | os.PathLike[str] | None = None,
@@ -183,7 +209,10 @@ def validate_file(
         )
         if row is not None and row_fmt is None:
             known = "; ".join(f"{name}: {keys}" for name, keys in FORMAT_KEYS.items())
-            issues.append(RowIssue("<row>", "unknown_format", f"no known format has keys {sorted(row)} ({known})"))
+            hint = "".join(f"; did you mean {close!r} for {key!r}?" for key, close in _misspelt_format_keys(row))
+            issues.append(
+                RowIssue("<row>", "unknown_format", f"no known format has keys {sorted(row)} ({known}){hint}")
+            )
         elif row is not None:
             report.formats.setdefault(str(path), row_fmt)
             try:
