@@ -216,14 +216,15 @@ def evaluate_stage(stage: str, checkpoint: Path, out: Path, data: dict, seed: in
 
 
 def score_heads(checkpoint: Path, data: dict) -> dict:
-    """Head AUROC and ECE (10 bins) on the eval rows, before and after Platt scaling fitted on the calibration rows;
-    the fit is saved as alarm_calibration.json in the checkpoint and its export."""
+    """Head AUROC and ECE (10 bins) on the eval rows, before and after Platt scaling fitted on the calibration rows,
+    and the ECE a perfectly calibrated head would show on as many rows (the estimator's floor); the fit is saved as
+    alarm_calibration.json in the checkpoint and its export."""
     import numpy as np
 
     from videosafety_r1.alarm import apply_calibration, calibrate_alarm_heads, load_pretrained, save_calibration
     from videosafety_r1.alarm.calibration import harm_logits, record_inputs
     from videosafety_r1.data import load_dataset_checked
-    from videosafety_r1.evaluation import auroc, expected_calibration_error
+    from videosafety_r1.evaluation import auroc, calibrated_ece_baseline, expected_calibration_error
 
     model, processor = load_pretrained(checkpoint)
     model.eval()
@@ -236,12 +237,13 @@ def score_heads(checkpoint: Path, data: dict) -> dict:
     rows, _ = load_dataset_checked(data["eval"], root, kind="eval")
     logits = harm_logits(model, processor, *record_inputs(rows, root), **io)
     raw, calibrated = apply_calibration(logits, None), apply_calibration(logits, calibration)
-    out = {}
+    out = {"n_rows": len(rows)}
     for head in ("visual", "textual"):
         labels = np.array([getattr(r.labels, head) for r in rows])
         out[f"{head}_head_auroc"] = auroc(labels, raw[head].numpy())
         out[f"{head}_head_ece"] = expected_calibration_error(labels, calibrated[head].numpy(), n_bins=10)
         out[f"{head}_head_ece_uncalibrated"] = expected_calibration_error(labels, raw[head].numpy(), n_bins=10)
+        out[f"{head}_head_ece_baseline"] = calibrated_ece_baseline(calibrated[head].numpy(), n_bins=10)
         out[f"{head}_head_accuracy"] = float(np.mean((calibrated[head].numpy() >= 0.5) == labels))
     return out
 
@@ -268,9 +270,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--n", type=int, default=480, help="synthetic training clips (plus --text-share text-only rows per clip)"
     )
-    parser.add_argument("--n-eval", type=int, default=40, help="held-out clips per eval split (HH, SH, SafeQ)")
+    parser.add_argument(
+        "--n-eval", type=int, default=100, help="held-out clips per eval split (HH, SH, SafeQ; calibration the same)"
+    )
     parser.add_argument("--safe-share", type=float, default=0.6, help="share of training rows with a helpful answer")
-    parser.add_argument("--text-share", type=float, default=0.25, help="text-only training rows per clip")
+    parser.add_argument("--text-share", type=float, default=0.5, help="text-only training rows per clip")
     parser.add_argument("--width", type=int, default=128, help="hidden size of the tiny model")
     parser.add_argument("--layers", type=int, default=2, help="decoder layers of the tiny model")
     parser.add_argument("--family", default="qwen2_5_vl", choices=FAMILIES, help="tiny model family")
@@ -503,7 +507,10 @@ def score_stage(stage: str, checkpoint: Path, out: Path, data: dict, seed: int) 
     if heads:
         print(
             f"[demo] {stage} heads on held-out eval (calibrated, threshold 0.5): visual accuracy "
-            f"{heads['visual_head_accuracy']:.3f}, textual accuracy {heads['textual_head_accuracy']:.3f}"
+            f"{heads['visual_head_accuracy']:.3f}, textual accuracy {heads['textual_head_accuracy']:.3f}; ECE visual "
+            f"{heads['visual_head_ece']:.3f}, textual {heads['textual_head_ece']:.3f} (a perfectly calibrated head "
+            f"would show {heads['visual_head_ece_baseline']:.3f} and {heads['textual_head_ece_baseline']:.3f} "
+            f"on these {heads['n_rows']} rows)"
         )
     print(f"[demo] {stage} evaluated in {time.time() - t:.0f} s")
     return {k: _clean(row[k]) for k, _ in COLUMNS}

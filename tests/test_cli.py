@@ -282,7 +282,7 @@ def test_demo_from_stage_refuses_other_options_and_missing_checkpoints(tmp_path,
     demo = runpy.run_path(str(Path(__file__).parents[1] / "recipes" / "demo.py"), run_name="demo_test")
     out = tmp_path / "out"
     out.mkdir()
-    recorded = {"seed": 0, "n": 480, "n_eval": 40, "safe_share": 0.6, "text_share": 0.25, "width": 128, "layers": 2}
+    recorded = {"seed": 0, "n": 480, "n_eval": 100, "safe_share": 0.6, "text_share": 0.5, "width": 128, "layers": 2}
     (out / "demo_settings.json").write_text(json.dumps({**recorded, "family": "qwen2_5_vl"}))
     cases = [
         (["--from-stage", "grpo", "--seed", "1"], "was made with other options (--seed 0 -> 1)"),
