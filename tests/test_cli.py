@@ -165,7 +165,9 @@ def test_validate_decodes_videos_as_training_will(tmp_path, capsys):
     assert f"{data}:1: media.path:" in capsys.readouterr().out
     assert main(["validate-data", str(data), "--video-fps", "0"]) == 2
     assert main(["validate-data", str(data), "--video-fps", "nan"]) == 2  # once a decode failure per video
-    assert "--video-fps must be a finite number > 0" in capsys.readouterr().out
+    assert "--video-fps must be a finite number > 0, got nan" in capsys.readouterr().out
+    assert main(["validate-data", str(data), "--video-max-frames", "0"]) == 2
+    assert "--video-max-frames must be >= 1, got 0" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

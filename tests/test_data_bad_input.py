@@ -276,12 +276,13 @@ def test_one_line_json_array_is_an_array_and_an_empty_one_is_empty(tmp_path):
 
 def test_a_key_twice_in_a_json_array_element_is_refused(tmp_path):
     (tmp_path / "a.png").touch()
-    text = json.dumps([vlguard(id="v1"), vlguard(id="v2")], indent=1)
+    text = json.dumps([vlguard(id="v1"), vlguard(id="v2"), vlguard(id="v4")], indent=1)
     path = tmp_path / "dup.json"
     path.write_text(text.replace('"id": "v2"', '"id": "v2", "id": "v3"'), encoding="utf-8")
     records, report = validate_file(path, tmp_path, check_videos=False)
-    assert [r.id for _, r in records] == ["v1-0"]
+    assert [r.id for _, r in records] == ["v1-0", "v4-0"]  # the rows after it are still read
     assert [(p.field, p.kind) for p in report.problems] == [("id", "duplicate_key")]
+    assert report.problems[0].line == text.splitlines().index(" {", 2) + 1  # where the element starts
     assert "appears twice" in report.problems[0].message
 
 

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from videosafety_r1.evaluation import (
     alarm_head_metrics,
@@ -148,8 +149,17 @@ def test_calibrated_ece_baseline_is_the_sampling_floor_of_ece():
     assert large == pytest.approx(small / 2, rel=0.2)
     assert calibrated_ece_baseline([0.3, 0.7] * 35) == small
     assert math.isnan(calibrated_ece_baseline([]))
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        calibrated_ece_baseline([0.2, 1.5])
+    for bad in ([0.2, 1.5], [0.2, float("nan")]):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            calibrated_ece_baseline(bad)
+    with pytest.raises(ValueError, match="n_draws must be >= 1"):
+        calibrated_ece_baseline([0.2], n_draws=0)
+    for bins in (0, 2.5):
+        with pytest.raises(ValueError, match="n_bins must be an integer >= 1"):
+            calibrated_ece_baseline([0.2], n_bins=bins)
+    # a bf16 tensor that requires grad reads as its float values
+    probs = torch.tensor([0.3, 0.7] * 35, dtype=torch.bfloat16, requires_grad=True)
+    assert calibrated_ece_baseline(probs) == calibrated_ece_baseline(probs.detach().float().numpy())
 
 
 def test_tag_agreement_and_head_records():

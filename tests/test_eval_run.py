@@ -194,6 +194,9 @@ def test_config_loads_demo_yaml_and_validates(tmp_path):
         ["--batch_size", "0"],
         ["--temperature", "nan"],
         ["--video_fps", "inf"],
+        ["--temperature", "inf"],  # uniform sampling, recorded as null in results.json
+        ["--judge_timeout_s", "nan"],
+        ["--judge_backoff_s", "inf"],
     ):
         with pytest.raises(ValueError):
             load_config(EvalConfig, DEMO_YAML, bad)
@@ -376,6 +379,13 @@ def test_id_clashing_with_a_text_only_copy_and_missing_checkpoints_are_refused_f
     with pytest.raises(InputError, match=r"clash\.jsonl: eval ids must be unique .*'<id>::text'.*::text"):
         run_evaluation(_config(alarm_checkpoint, data, out, eval_file="clash.jsonl", text_only_pass=True))
     assert not out.exists()
-    with pytest.raises(InputError, match=r"checkpoints: \[.*nowhere.*\] not found"):
-        run_evaluation(_config(alarm_checkpoint, eval_data, out, checkpoints=[str(tmp_path / "nowhere")]))
-    assert not out.exists()
+    (tmp_path / "list.json").write_text("[1, 2]")
+    for checkpoint, message in [
+        (tmp_path / "nowhere", r"nowhere' not found"),
+        (data, r"data' has no results\.json"),  # a folder, e.g. a model's
+        (data / "clash.jsonl", r"clash\.jsonl' is not an evaluation's results\.json \(not JSON"),
+        (tmp_path / "list.json", r"list\.json' is not an evaluation's results\.json \(no 'metrics'"),
+    ]:
+        with pytest.raises(InputError, match="checkpoints: .*" + message):
+            run_evaluation(_config(alarm_checkpoint, eval_data, out, checkpoints=[str(checkpoint)]))
+        assert not out.exists()

@@ -112,13 +112,18 @@ def test_trl_boolean_scale_rewards_still_maps(tmp_path):
         ({"temperature": 0.0}, "temperature"),
         ({"top_p": 0.0}, "top_p"),
         ({"top_p": 1.5}, "top_p"),
-        ({"temperature": float("nan")}, "temperature must be > 0"),  # NaN passed "<= 0" checks
-        ({"beta": float("nan")}, "beta must be >= 0"),
+        ({"temperature": float("nan")}, "temperature must be a finite number > 0"),  # NaN passed "<= 0"
+        ({"beta": float("nan")}, "beta must be a finite number >= 0"),
         ({"epsilon_high": float("nan")}, "epsilon_high must be > 0"),
         ({"top_k": -3}, r"top_k must be >= 0 \(0 turns"),  # failed at the first rollout
-        ({"generation_kwargs": {"temperature": 0}}, r"generation_kwargs\.temperature must be > 0, got 0"),
-        ({"generation_kwargs": {"top_p": 2.0, "top_k": 1.5}}, r"top_p must be in \(0, 1\], got 2\.0"),
+        ({"beta": float("inf")}, "beta must be a finite number >= 0"),  # inf * KL 0 = NaN loss at step 1
+        ({"temperature": float("inf")}, "temperature must be a finite number > 0"),
+        ({"generation_kwargs": {"temperature": 0.5}}, r"generation_kwargs\.temperature: set `temperature` instead"),
+        ({"generation_kwargs": {"do_sample": False}}, r"do_sample must be true, got False \(greedy"),
+        ({"generation_kwargs": {"top_p": 2.0}}, r"top_p must be in \(0, 1\], got 2\.0"),
+        ({"generation_kwargs": {"top_k": 2.0}}, r"generation_kwargs\.top_k must be an integer >= 0, got 2\.0"),
         ({"generation_kwargs": {"top_k": "5"}}, r"generation_kwargs\.top_k must be an integer >= 0, got '5'"),
+        ({"max_grad_norm": float("nan")}, "max_grad_norm must be a finite number >= 0"),
         ({"max_completion_length": 0}, "max_completion_length"),
         ({"alpha_min": 0.6}, "alpha_min"),
         ({"gamma_visual": -1.0}, "gamma_visual and gamma_textual must be >= 0"),
@@ -143,7 +148,7 @@ def test_invalid_values_raise(tmp_path, kwargs, match):
 
 
 def test_generation_kwargs_without_sampling_values_pass(tmp_path):
-    config = make(tmp_path, generation_kwargs={"suppress_tokens": [5], "temperature": 0.7, "top_k": 20})
+    config = make(tmp_path, generation_kwargs={"suppress_tokens": [5], "do_sample": True, "top_k": 20})
     assert config.generation_kwargs["top_k"] == 20
 
 

@@ -69,9 +69,9 @@ def test_generation_batch_size_and_steps_per_generation(grpo_data, tmp_path):
 def test_min_p_repetition_penalty_and_generation_kwargs_reach_generate(grpo_data, tmp_path):
     """generation_kwargs override the sampling defaults (TRL's rule), except suppress_tokens: a union, so the visual
     placeholders stay suppressed. Setting a key the trainer also sets used to crash with 'got multiple values'."""
-    user = {"temperature": 0.5, "suppress_tokens": [11, 12], "no_repeat_ngram_size": 3}
+    user = {"top_p": 0.5, "suppress_tokens": [11, 12], "no_repeat_ngram_size": 3}
     trainer = _trainer(
-        grpo_data, tmp_path, min_p=0.05, repetition_penalty=1.3, generation_kwargs=user, max_steps=1, temperature=0.9
+        grpo_data, tmp_path, min_p=0.05, repetition_penalty=1.3, generation_kwargs=user, max_steps=1, top_p=0.9
     )
     seen = {}
     generate = trainer.model.generate
@@ -83,7 +83,7 @@ def test_min_p_repetition_penalty_and_generation_kwargs_reach_generate(grpo_data
     trainer.model.generate = spy
     trainer.train()
     assert (seen["min_p"], seen["repetition_penalty"], seen["no_repeat_ngram_size"]) == (0.05, 1.3, 3)
-    assert seen["temperature"] == 0.5  # the user's value wins over the config's 0.9
+    assert seen["top_p"] == 0.5  # the user's value wins over the config's 0.9
     assert set(seen["suppress_tokens"]) == set(trainer.placeholder_ids) | {11, 12}
     ids = torch.cat([b["completion_ids"] for b in trainer._buffer])
     assert not torch.isin(ids, torch.tensor([11, 12] + trainer.placeholder_ids)).any()

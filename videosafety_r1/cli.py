@@ -155,8 +155,11 @@ def _validate(args: argparse.Namespace) -> int:
         shown = [f"{f} (a folder: give its JSONL files)" if Path(f).is_dir() else f for f in missing]
         _write(f"error: not found: {', '.join(shown) or args.data_root}")
         return EXIT_USAGE
-    if not (math.isfinite(args.video_fps) and args.video_fps > 0) or args.video_max_frames < 1:
-        _write("error: --video-fps must be a finite number > 0 and --video-max-frames >= 1")
+    if not (math.isfinite(args.video_fps) and args.video_fps > 0):
+        _write(f"error: --video-fps must be a finite number > 0, got {args.video_fps}")
+        return EXIT_USAGE
+    if args.video_max_frames < 1:
+        _write(f"error: --video-max-frames must be >= 1, got {args.video_max_frames}")
         return EXIT_USAGE
     if args.format != "auto" and args.format not in FORMATS:
         _write(f"error: --format must be auto or one of {', '.join(FORMATS)}")

@@ -386,7 +386,7 @@ def training_length_problems(config: Any) -> list[str]:
         )
     if config.max_steps == 0 or config.max_steps < -1:
         problems.append(f"max_steps must be > 0, or -1 to train num_train_epochs; got {config.max_steps}")
-    for name in ("learning_rate", "alarm_learning_rate", "head_learning_rate", "weight_decay"):
+    for name in ("learning_rate", "alarm_learning_rate", "head_learning_rate", "weight_decay", "max_grad_norm"):
         value = getattr(config, name, None)
         if value is not None and not (math.isfinite(value) and value >= 0):
             problems.append(f"{name} must be a finite number >= 0, got {value}")

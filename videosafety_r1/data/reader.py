@@ -62,9 +62,12 @@ def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
         except RecursionError:
             yield line, None, RowIssue("<json>", "malformed_json", "JSON array: an element is nested too deeply")
             return
-        except _DuplicateKey as err:  # the element's end is unknown, so the rest of the array cannot be read either
+        except _DuplicateKey as err:  # the element parses: find its end without the hook and read on
+            _, end = json.JSONDecoder().raw_decode(text, start)
             yield line, None, _duplicate(err.key)
-            return
+            line += text.count("\n", start, end)
+            pos = end
+            continue
         except json.JSONDecodeError as err:
             msg = f"JSON array: {err.msg} at line {err.lineno} column {err.colno}; fix it or convert to JSONL"
             yield err.lineno, None, RowIssue("<json>", "malformed_json", msg)

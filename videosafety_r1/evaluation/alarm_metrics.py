@@ -26,9 +26,21 @@ __all__ = [
 ]
 
 
+def _numpy(values: Any) -> Any:
+    """A torch tensor (any dtype, device or grad) as a numpy array; anything else unchanged."""
+    if hasattr(values, "detach"):
+        return values.detach().float().cpu().numpy()
+    return values
+
+
+def _check_bins(n_bins: int) -> None:
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
+
+
 def _arrays(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> tuple[np.ndarray, ...]:
-    y = np.asarray(labels, dtype=np.int64).reshape(-1)
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    y = np.asarray(_numpy(labels), dtype=np.int64).reshape(-1)
+    s = np.asarray(_numpy(scores), dtype=np.float64).reshape(-1)
     if y.shape != s.shape:
         raise ValueError(f"labels and scores differ in length: {y.size} vs {s.size}")
     if not np.isin(y, (0, 1)).all():
@@ -108,6 +120,7 @@ def expected_calibration_error(
 ) -> float:
     """ECE over ``n_bins`` equal-width bins of P(harmful): sum of |accuracy - confidence| weighted by bin size,
     where confidence is the mean predicted probability of the harmful class and accuracy the harmful share."""
+    _check_bins(n_bins)
     y, p = _arrays(labels, probs)
     if y.size == 0:
         return math.nan
@@ -130,15 +143,20 @@ def calibrated_ece_baseline(
     probabilities are right by construction) and averages their :func:`expected_calibration_error`, which is what
     a measured ECE should be compared with. It shrinks about as ``1 / sqrt(len(probs))`` and with probabilities near
     0 or 1: on the demo's 140 held-out rows its textual head's baseline was 0.06, above the issue's 0.05 goal
-    (docs/demo.md, "Head calibration"). NaN for no rows; ValueError for a probability outside [0, 1]."""
-    p = np.asarray(probs, dtype=np.float64).reshape(-1)  # [N]
+    (docs/demo.md, "Head calibration"). NaN for no rows; ValueError for a probability outside [0, 1] (or NaN) and
+    for ``n_draws`` < 1."""
+    p = np.asarray(_numpy(probs), dtype=np.float64).reshape(-1)  # [N]; any shape is flattened
+    _check_bins(n_bins)
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be >= 1, got {n_draws}")
     if p.size == 0:
         return math.nan
     if not ((p >= 0) & (p <= 1)).all():
         raise ValueError("probabilities must lie in [0, 1]")
     rng = np.random.default_rng(seed)
-    draws = rng.random((n_draws, p.size)) < p  # [n_draws, N] labels the probabilities would give
-    return float(np.mean([expected_calibration_error(y.astype(np.int64), p, n_bins) for y in draws]))
+    # one label vector y ~ Bernoulli(p) [N] per draw, never all at once: memory stays O(N) for any n_draws
+    eces = [expected_calibration_error((rng.random(p.size) < p).astype(np.int64), p, n_bins) for _ in range(n_draws)]
+    return float(np.mean(eces))
 
 
 def tag_agreement(probs: Sequence[float] | np.ndarray, tags: Sequence[int | None], threshold: float = 0.5) -> float:

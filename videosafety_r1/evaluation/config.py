@@ -153,15 +153,15 @@ class EvalConfig:
         for name in ("batch_size", "max_new_tokens", "video_max_frames", "judge_concurrency", "judge_batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.temperature >= 0:  # NaN too
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):  # NaN and inf too
+            raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.video_fps is not None and not (math.isfinite(self.video_fps) and self.video_fps > 0):
             raise ValueError(f"video_fps must be a finite number > 0, got {self.video_fps}")
-        if self.judge_timeout_s <= 0:
-            raise ValueError(f"judge_timeout_s must be > 0, got {self.judge_timeout_s}")
-        if self.judge_max_retries < 0 or self.judge_backoff_s < 0:
+        if not (math.isfinite(self.judge_timeout_s) and self.judge_timeout_s > 0):
+            raise ValueError(f"judge_timeout_s must be a finite number > 0, got {self.judge_timeout_s}")
+        if self.judge_max_retries < 0 or not (math.isfinite(self.judge_backoff_s) and self.judge_backoff_s >= 0):
             raise ValueError(
                 f"judge_max_retries and judge_backoff_s must be >= 0, got {self.judge_max_retries}, "
                 f"{self.judge_backoff_s}"

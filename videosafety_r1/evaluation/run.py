@@ -276,6 +276,23 @@ def _merge_parts(out_dir: Path) -> None:
         part.unlink()
 
 
+def _checkpoint_problem(path: str | Path) -> str | None:
+    """Why ``path`` (a ``checkpoints:`` entry) is not an earlier evaluation's output folder or results.json."""
+    path = Path(path)
+    results_path = path / RESULTS_FILE if path.is_dir() else path
+    if not path.exists():
+        return f"{str(path)!r} not found (give an earlier evaluation's output folder or its {RESULTS_FILE})"
+    if not results_path.is_file():
+        return f"{str(path)!r} has no {RESULTS_FILE} (give an earlier evaluation's output folder)"
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        return f"{str(results_path)!r} is not an evaluation's {RESULTS_FILE} (not JSON: {err})"
+    if not isinstance(results, dict) or not isinstance(results.get("metrics"), dict):
+        return f"{str(results_path)!r} is not an evaluation's {RESULTS_FILE} (no 'metrics' object)"
+    return None
+
+
 def _checkpoint_point(path: str | Path, split: str) -> dict[str, Any] | None:
     """A DSR-vs-FRR point from an earlier evaluation's output dir or results.json (None if it lacks the numbers)."""
     path = Path(path)
@@ -353,11 +370,9 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
         from videosafety_r1.config import check_model_path
 
         check_model_path(str(config.judge_model), "judge_model")
-    missing = [str(c) for c in config.checkpoints or [] if not Path(c).exists()]
-    if missing:  # the plot reads them only after generating: say so now
-        raise InputError(
-            f"checkpoints: {missing} not found (give earlier evaluations' output folders or results.json)"
-        )
+    bad = [problem for c in config.checkpoints or [] if (problem := _checkpoint_problem(c))]
+    if bad:  # the plot reads them only after generating: say so now
+        raise InputError("checkpoints: " + "; ".join(bad))
     state = distributed_state()
     out_dir = Path(config.output_dir)
     data_root = config.data_root or str(Path(config.eval_file).parent)

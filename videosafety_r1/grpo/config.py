@@ -36,21 +36,31 @@ REWARD_PARAM_FIELDS = ("alpha_min", "alpha_max", "gamma_visual", "gamma_textual"
 
 
 def _sampling_kwargs_problems(kwargs: dict[str, Any]) -> list[str]:
-    """Problems with the sampling values of ``generation_kwargs`` (``temperature``, ``top_p``, ``top_k``,
-    ``min_p``), which override the fields of the same name; other keys are left to the generator."""
+    """Problems with the sampling keys of ``generation_kwargs``, which override the fields of the same name at the
+    first rollout; other keys are left to the generator."""
     problems = []
+    if "temperature" in kwargs:  # the loss divides the logits by `temperature`, not by this one
+        problems.append(
+            "generation_kwargs.temperature: set `temperature` instead (the policy's log-probabilities are taken at "
+            "`temperature`, so sampling at another one scores completions under a distribution that did not sample "
+            "them)"
+        )
+    if kwargs.get("do_sample", True) is not True:
+        problems.append(
+            f"generation_kwargs.do_sample must be true, got {kwargs['do_sample']!r} (greedy rollouts make a "
+            "group's completions identical and every advantage 0)"
+        )
     checks = {
-        "temperature": (lambda v: v > 0, "> 0"),
         "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
-        "top_k": (lambda v: v >= 0 and float(v).is_integer(), "an integer >= 0"),
         "min_p": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     }
     for key, (ok, rule) in checks.items():
-        if key not in kwargs or kwargs[key] is None:
-            continue
-        value = kwargs[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+        value = kwargs.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value)):
             problems.append(f"generation_kwargs.{key} must be {rule}, got {value!r}")
+    top_k = kwargs.get("top_k")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+        problems.append(f"generation_kwargs.top_k must be an integer >= 0, got {top_k!r}")
     return problems
 
 
@@ -277,12 +287,12 @@ class GRPOConfig(trl.GRPOConfig):
             errors.append(f"epsilon_high must be > 0, got {self.epsilon_high}")
         if self.delta is not None and not self.delta > 0:
             errors.append(f"delta must be > 0, got {self.delta}")
-        if not self.beta >= 0:
-            errors.append(f"beta must be >= 0, got {self.beta}")
+        if not (math.isfinite(self.beta) and self.beta >= 0):  # inf: inf * KL 0 is a NaN loss at the first step
+            errors.append(f"beta must be a finite number >= 0, got {self.beta}")
         if self.num_iterations < 1:
             errors.append(f"num_iterations must be >= 1, got {self.num_iterations}")
-        if not self.temperature > 0:
-            errors.append(f"temperature must be > 0, got {self.temperature}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            errors.append(f"temperature must be a finite number > 0, got {self.temperature}")
         if self.top_k is not None and self.top_k < 0:
             errors.append(f"top_k must be >= 0 (0 turns top-k filtering off, TRL's meaning), got {self.top_k}")
         if not 0 < self.top_p <= 1:
