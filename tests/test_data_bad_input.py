@@ -400,3 +400,14 @@ def test_a_misspelt_format_key_on_the_first_row_is_named(tmp_path):
     assert problem.kind == "unknown_format" and "did you mean 'conversation' for 'conversaton'?" in problem.message
     _, report = check(tmp_path, [{"foo": 1}], name="other.jsonl")
     assert "did you mean" not in report.problems[0].message
+
+
+def test_rows_of_another_format_than_the_first_row_say_which_line_set_it(tmp_path):
+    """A first row with the published key ("conversations") made every canonical row after it fail with turn-format
+    errors that did not point back to line 1."""
+    first = canon_sft()
+    first["conversations"] = first.pop("conversation")
+    _, report = check(tmp_path, [first, canon_sft(), canon_sft(id="s2")])
+    mixed = [p for p in report.problems if p.kind == "mixed_formats"]
+    assert [p.line for p in mixed] == [2, 3]
+    assert "reads as canonical-sft, but line 1 set the file's format to published-sft" in mixed[0].message

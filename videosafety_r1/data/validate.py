@@ -200,6 +200,7 @@ def validate_file(
     checker = MediaChecker(root, check_videos, video_fps, video_max_frames, video_backend)
     good: list[tuple[int, Record]] = []
     first_line: dict[str, int] = {}  # record id -> line it was first seen on
+    format_line = 0  # the line whose keys set the file's format (auto detection)
     for line, row, error in read_rows(path):
         report.rows += 1
         issues = [error] if error else []
@@ -214,7 +215,8 @@ def validate_file(
                 RowIssue("<row>", "unknown_format", f"no known format has keys {sorted(row)} ({known}){hint}")
             )
         elif row is not None:
-            report.formats.setdefault(str(path), row_fmt)
+            if str(path) not in report.formats:
+                report.formats[str(path)], format_line = row_fmt, line
             try:
                 records, found = _parse_checked(
                     row, row_fmt, f"{path.stem}-{line}", checker, kind, legacy_labels, alarm_config
@@ -222,6 +224,10 @@ def validate_file(
             except Exception as err:  # a row must never stop validation: report what broke, keep going
                 logger.debug("row %s:%d raised", path, line, exc_info=True)
                 records, found = [], [RowIssue("<row>", "unreadable_row", f"{type(err).__name__}: {err}")]
+            own = detect_format(row) if fmt == "auto" else None
+            if found and own not in (None, row_fmt):  # one odd first row would otherwise fail every row after it
+                msg = f"this row reads as {own}, but line {format_line} set the file's format to {row_fmt}"
+                found.insert(0, RowIssue("<row>", "mixed_formats", msg + " (one file holds one format)"))
             issues += found
         for record in records:
             if record.id in first_line:
