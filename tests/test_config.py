@@ -193,12 +193,12 @@ def test_a_list_of_problems_names_the_line_of_each(tmp_path):
     path = write(tmp_path, f"output_dir: {tmp_path}\nuse_cpu: true\ntemperature: 0\n", name="g.yaml")
     with pytest.raises(ValueError) as err:
         load_config(GRPOConfig, path, [])
-    assert str(err.value) == f"{path}: temperature must be > 0, got 0.0 [set at: temperature line 3]"
+    assert str(err.value) == f"{path}: temperature must be a finite number > 0, got 0.0 [set at: temperature line 3]"
     with pytest.raises(ValueError) as err:
         load_config(GRPOConfig, path, ["--top_p", "2"])
     assert str(err.value).splitlines() == [
         f"{path}: invalid GRPOConfig:",
-        "  temperature must be > 0, got 0.0 [set at: temperature line 3]",
+        "  temperature must be a finite number > 0, got 0.0 [set at: temperature line 3]",
         "  top_p must be in (0, 1], got 2.0 [set at: top_p on the command line]",
     ]
 
