@@ -223,10 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="run every row on the CPU with tiny sizes")
     parser.add_argument("--out", default=os.environ.get("OUT"), help="folder for gpu_check.json (default $OUT)")
     args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="gpu_check_", ignore_cleanup_errors=True) as tmp:  # removed, pass or fail
+        return _run_checks(args, tmp)
+
+
+def _run_checks(args: argparse.Namespace, tmp: str) -> int:
     from videosafety_r1.data import make_synthetic_dataset
     from videosafety_r1.testing import save_tiny_video_llm
 
-    tmp = tempfile.mkdtemp(prefix="gpu_check_")
     device = _device(args.dry_run)
     ctx: dict[str, Any] = {
         "device": device,

@@ -13,7 +13,10 @@ ROWS = ("env", "bf16_sdpa", "flash_attn", "grpo_2_steps", "zero3_2_steps", "benc
 @pytest.mark.slow
 @pytest.mark.deepspeed
 def test_gpu_check_dry_run_prints_every_row(tmp_path):
+    scratch = tmp_path / "scratch"  # the check's own temporary folder goes here, and must be gone afterwards
+    scratch.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OUT": str(tmp_path)}
+    env["TMPDIR"] = str(scratch)
     proc = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh", "--dry-run"],
         cwd=ROOT,
@@ -28,6 +31,7 @@ def test_gpu_check_dry_run_prints_every_row(tmp_path):
         line = next(line for line in table.splitlines() if line.startswith(row + " "))
         assert " FAIL " not in line, line
     assert (tmp_path / "gpu_check.json").is_file()
+    assert not list(scratch.glob("gpu_check_*")), "the check left its temporary folder behind"
 
 
 def test_gpu_check_rejects_unknown_mode():
