@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,7 @@ def build_eval_items(records: Sequence[Any], data_root: str | Path, text_only_pa
                 items.append(EvalItem(row, "none", None, text_only_pass=True))
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
         why = f" (the text-only pass names its copies '<id>{TEXT_ONLY_SUFFIX}')" if text_only_pass else ""
         raise InputError(f"eval ids must be unique (resume relies on them){why}; duplicated: {dupes[:5]}")
     return items
@@ -276,31 +277,32 @@ def _merge_parts(out_dir: Path) -> None:
         part.unlink()
 
 
-def _checkpoint_problem(path: str | Path) -> str | None:
-    """Why ``path`` (a ``checkpoints:`` entry) is not an earlier evaluation's output folder or results.json."""
+def _checkpoint_results(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(results.json path, its content) of a ``checkpoints:`` entry: an earlier evaluation's output folder or its
+    results.json. Raises ``InputError`` saying why the entry is neither."""
     path = Path(path)
     results_path = path / RESULTS_FILE if path.is_dir() else path
     if not path.exists():
-        return f"{str(path)!r} not found (give an earlier evaluation's output folder or its {RESULTS_FILE})"
+        raise InputError(f"{str(path)!r} not found (give an earlier evaluation's output folder or its {RESULTS_FILE})")
     if not results_path.is_file():
-        return f"{str(path)!r} has no {RESULTS_FILE} (give an earlier evaluation's output folder)"
+        raise InputError(f"{str(path)!r} has no {RESULTS_FILE} (give an earlier evaluation's output folder)")
     try:
         results = json.loads(results_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        return f"{str(results_path)!r} is not an evaluation's {RESULTS_FILE} (not JSON: {err})"
+        raise InputError(f"{str(results_path)!r} is not an evaluation's {RESULTS_FILE} (not JSON: {err})") from None
     if not isinstance(results, dict) or not isinstance(results.get("metrics"), dict):
-        return f"{str(results_path)!r} is not an evaluation's {RESULTS_FILE} (no 'metrics' object)"
-    return None
+        raise InputError(f"{str(results_path)!r} is not an evaluation's {RESULTS_FILE} (no 'metrics' object)")
+    return results_path, results
 
 
 def _checkpoint_point(path: str | Path, split: str) -> dict[str, Any] | None:
-    """A DSR-vs-FRR point from an earlier evaluation's output dir or results.json (None if it lacks the numbers)."""
-    path = Path(path)
-    results_path = path / RESULTS_FILE if path.is_dir() else path
-    if not results_path.is_file():
-        logger.warning("checkpoint %s has no %s; left out of the DSR-vs-FRR plot", path, RESULTS_FILE)
+    """A DSR-vs-FRR point from an earlier evaluation's output dir or results.json (None if it lacks the numbers, or
+    the entry, checked before generating, has changed since)."""
+    try:
+        results_path, results = _checkpoint_results(path)
+    except InputError as err:
+        logger.warning("checkpoint %s; left out of the DSR-vs-FRR plot", err)
         return None
-    results = json.loads(results_path.read_text(encoding="utf-8"))
     return _point(results, label=Path(results.get("model_id") or results_path.parent).name, split=split)
 
 
@@ -370,8 +372,13 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None)
         from videosafety_r1.config import check_model_path
 
         check_model_path(str(config.judge_model), "judge_model")
-    bad = [problem for c in config.checkpoints or [] if (problem := _checkpoint_problem(c))]
-    if bad:  # the plot reads them only after generating: say so now
+    bad = []
+    for checkpoint in config.checkpoints or []:  # the plot reads them only after generating: check them now
+        try:
+            _checkpoint_results(checkpoint)
+        except InputError as err:
+            bad.append(str(err))
+    if bad:
         raise InputError("checkpoints: " + "; ".join(bad))
     state = distributed_state()
     out_dir = Path(config.output_dir)

@@ -35,6 +35,10 @@ PROMPT_TEMPLATES = ("published",)
 REWARD_PARAM_FIELDS = ("alpha_min", "alpha_max", "gamma_visual", "gamma_textual", "rouge_tokenizer")
 
 
+# sampling values checked alike as fields and as generation_kwargs keys (NaN fails every test)
+_RANGES = {"top_p": (lambda v: 0 < v <= 1, "in (0, 1]"), "min_p": (lambda v: 0 <= v <= 1, "in [0, 1]")}
+
+
 def _sampling_kwargs_problems(kwargs: dict[str, Any]) -> list[str]:
     """Problems with the sampling keys of ``generation_kwargs``, which override the fields of the same name at the
     first rollout; other keys are left to the generator."""
@@ -50,11 +54,7 @@ def _sampling_kwargs_problems(kwargs: dict[str, Any]) -> list[str]:
             f"generation_kwargs.do_sample must be true, got {kwargs['do_sample']!r} (greedy rollouts make a "
             "group's completions identical and every advantage 0)"
         )
-    checks = {
-        "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
-        "min_p": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    }
-    for key, (ok, rule) in checks.items():
+    for key, (ok, rule) in _RANGES.items():
         value = kwargs.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value)):
             problems.append(f"generation_kwargs.{key} must be {rule}, got {value!r}")
@@ -295,10 +295,10 @@ class GRPOConfig(trl.GRPOConfig):
             errors.append(f"temperature must be a finite number > 0, got {self.temperature}")
         if self.top_k is not None and self.top_k < 0:
             errors.append(f"top_k must be >= 0 (0 turns top-k filtering off, TRL's meaning), got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            errors.append(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.min_p is not None and not 0 <= self.min_p <= 1:
-            errors.append(f"min_p must be in [0, 1], got {self.min_p}")
+        for key, (ok, rule) in _RANGES.items():
+            value = getattr(self, key)
+            if value is not None and not ok(value):
+                errors.append(f"{key} must be {rule}, got {value}")
         if not self.repetition_penalty > 0:
             errors.append(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if not 0 <= self.top_entropy_quantile <= 1:
