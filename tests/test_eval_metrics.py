@@ -152,8 +152,9 @@ def test_calibrated_ece_baseline_is_the_sampling_floor_of_ece():
     for bad in ([0.2, 1.5], [0.2, float("nan")]):
         with pytest.raises(ValueError, match=r"\[0, 1\]"):
             calibrated_ece_baseline(bad)
-    with pytest.raises(ValueError, match="n_draws must be >= 1"):
-        calibrated_ece_baseline([0.2], n_draws=0)
+    for draws in (0, 2.5, True):
+        with pytest.raises(ValueError, match="n_draws must be an integer >= 1"):
+            calibrated_ece_baseline([0.2], n_draws=draws)
     for bins in (0, 2.5):
         with pytest.raises(ValueError, match="n_bins must be an integer >= 1"):
             calibrated_ece_baseline([0.2], n_bins=bins)

@@ -33,9 +33,9 @@ def _numpy(values: Any) -> Any:
     return values
 
 
-def _check_bins(n_bins: int) -> None:
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _arrays(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> tuple[np.ndarray, ...]:
@@ -120,7 +120,7 @@ def expected_calibration_error(
 ) -> float:
     """ECE over ``n_bins`` equal-width bins of P(harmful): sum of |accuracy - confidence| weighted by bin size,
     where confidence is the mean predicted probability of the harmful class and accuracy the harmful share."""
-    _check_bins(n_bins)
+    _check_count("n_bins", n_bins)
     y, p = _arrays(labels, probs)
     if y.size == 0:
         return math.nan
@@ -146,9 +146,8 @@ def calibrated_ece_baseline(
     (docs/demo.md, "Head calibration"). NaN for no rows; ValueError for a probability outside [0, 1] (or NaN) and
     for ``n_draws`` < 1."""
     p = np.asarray(_numpy(probs), dtype=np.float64).reshape(-1)  # [N]; any shape is flattened
-    _check_bins(n_bins)
-    if n_draws < 1:
-        raise ValueError(f"n_draws must be >= 1, got {n_draws}")
+    _check_count("n_bins", n_bins)
+    _check_count("n_draws", n_draws)
     if p.size == 0:
         return math.nan
     if not ((p >= 0) & (p <= 1)).all():
