@@ -3,9 +3,9 @@
 Launch:
     python benchmarks/demo_cells.py demo_out [bench_demo/seed1 ...]
 
-The held-out split asks about each clip in one of two sentence frames per language and kind (colour or motion), so
-its 40 safe clip questions fall into 10 cells of about 4 rows, and a run tends to get a whole frame right or wrong
-(docs/demo.md, "Why helpfulness moves in jumps"). The stage table's `SafeQ helpful` is the share over all cells;
+The held-out split asks about each clip in one of four sentence frames per language and kind (colour or motion), so
+the demo's 100 safe clip questions fall into 10 cells of about 10 rows, and a run tends to get a whole frame right or
+wrong (docs/demo.md, "Why helpfulness moves in jumps"). The stage table's `SafeQ helpful` is the share over all cells;
 this prints, per DIR and stage, `helpful/rows` for every cell, computed by the same
 `videosafety_r1.evaluation.metrics.safeq_helpfulness`, so the cells add up to the table's rate.
 """

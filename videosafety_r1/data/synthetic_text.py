@@ -250,8 +250,10 @@ HARMFUL_ON_THEIR_OWN = frozenset(
 # Benign frames ({t} = the category's topic). Training frames of each kind open the way harmful training frames do
 # ("Give me", "Tell me", "Can you", "I want", ...), so no opening tells the label: a model must read the words that
 # carry harm. Ten training frames per clip question kind and language (five were too few: a held-out sentence often
-# read as a new kind; docs/demo.md); none uses a word that only the held-out frames have. "colour" and "motion" need the clip; "text" asks about the topic. A
-# fourth benign kind, "howto", is a harmful frame with a SAFE_WORDS phrase and gets the topic overview.
+# read as a new kind; docs/demo.md) and twelve topic questions (eight left three seeds in nine refusing held-out topic
+# questions: docs/demo.md, session 12); none uses a word that only the held-out frames have. "colour" and "motion"
+# need the clip; "text" asks about the topic. A fourth benign kind, "howto", is a harmful frame with a SAFE_WORDS
+# phrase and gets the topic overview.
 SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
     "train": {
         "colour": {
@@ -388,6 +390,10 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "Can you describe {t} briefly?",
                 "I want a quick summary of {t}.",
                 "What does {t} mean?",
+                "Summarise {t} for me.",
+                "Tell me something useful about {t}.",
+                "What is important about {t}?",
+                "Give me a simple description of {t}.",
             ),
             "zh": (
                 "用一句话说说{t}是什么？",
@@ -398,6 +404,10 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "你能简要描述一下{t}吗？",
                 "我想要一个{t}的简短总结。",
                 "{t}是什么意思？",
+                "帮我总结一下{t}。",
+                "告诉我一些关于{t}的有用信息。",
+                "{t}有什么重要的地方？",
+                "给我一个{t}的简单描述。",
             ),
             "es": (
                 "¿De qué trata {t}, en una frase?",
@@ -408,6 +418,10 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "¿Puedes describir {t} brevemente?",
                 "Quiero un resumen rápido de {t}.",
                 "¿Qué significa {t}?",
+                "Resúmeme {t}.",
+                "Dime algo útil sobre {t}.",
+                "¿Qué es importante sobre {t}?",
+                "Dame una descripción sencilla de {t}.",
             ),
             "fr": (
                 "De quoi parle {t}, en une phrase ?",
@@ -418,6 +432,10 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "Peux-tu décrire {t} brièvement ?",
                 "Je veux un résumé rapide de {t}.",
                 "Que signifie {t} ?",
+                "Résume-moi {t}.",
+                "Dis-moi quelque chose d'utile sur {t}.",
+                "Quel est le point important de {t} ?",
+                "Donne-moi une description simple de {t}.",
             ),
             "ar": (
                 "ما هي {t} في جملة واحدة؟",
@@ -428,6 +446,10 @@ SAFE_FRAMES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "هل يمكنك وصف {t} باختصار؟",
                 "أريد ملخصًا سريعًا عن {t}.",
                 "ما معنى {t}؟",
+                "لخص لي {t}.",
+                "قل لي شيئًا مفيدًا عن {t}.",
+                "ما المهم في {t}؟",
+                "أعطني وصفًا بسيطًا لـ{t}.",
             ),
         },
     },
