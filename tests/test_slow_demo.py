@@ -123,3 +123,18 @@ def test_final_grpo_model_meets_the_floor(summary, key):
     value = summary["stages"]["grpo"][key]
     table = {s: summary["stages"][s][key] for s in STAGES}
     assert (value >= floor) if op == ">=" else (value <= floor), f"{key} = {value} (floor {op} {floor}); {table}"
+
+
+def test_docs_show_the_table_this_demo_prints(demo):
+    """docs/demo.md's "Measured" block is this seed's real run: the demo is deterministic on the CPU, so the docs'
+    table must be the one printed here, and a change that moves a number must update the docs with it."""
+    from pathlib import Path
+
+    _, stdout, _ = demo
+    doc = (Path(__file__).parents[1] / "docs" / "demo.md").read_text(encoding="utf-8")
+    block = doc.split("\n## Measured\n", 1)[1].split("```", 2)[1].splitlines()
+    lines = stdout.splitlines()
+    start = max(i for i, line in enumerate(lines) if line.startswith("stage ") and "DSR-HH" in line)
+    printed = [line.rstrip() for line in lines[start : start + 1 + len(STAGES)]]
+    documented = [line.rstrip() for line in block if line.split(" ", 1)[0] in ("stage", *STAGES)]
+    assert documented == printed, "\n".join(["docs/demo.md:", *documented, "printed:", *printed])
