@@ -349,6 +349,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     """Refuse bad values before any data is written (``parser.error``: usage, one error line, exit 2)."""
     from videosafety_r1.cli import MAX_TEXT_SHARE  # the make-synthetic CLI's bound, one number for both
 
+    if not 0 <= args.seed < 2**32:  # the training seeds go to NumPy, which takes 0 .. 2**32 - 1
+        parser.error(f"--seed must be in [0, 2**32 - 1], got {args.seed}")
     if args.n < 1 or args.n_eval < 1:
         parser.error(f"--n and --n-eval must be at least 1, got {args.n} and {args.n_eval}")
     if not 0.0 <= args.safe_share <= 1.0:

@@ -174,6 +174,8 @@ def test_validate_decodes_videos_as_training_will(tmp_path, capsys):
     "argv, message",
     [
         (["--n", "0"], "--n and --n-eval must be at least 1"),
+        (["--seed", "-1"], "--seed must be in [0, 2**32 - 1], got -1"),
+        (["--seed", str(2**32)], "--seed must be in [0, 2**32 - 1], got 4294967296"),
         (["--safe-share", "2"], "--safe-share"),
         (["--width", "48"], "--width must be a multiple of 32"),
         (["--stage-args", "bogus", "x"], "unknown stage 'bogus'"),
@@ -368,3 +370,37 @@ def test_predict_harm_reports_bad_rows_without_a_traceback(tmp_path, capsys):
     argv = ["predict-harm", "--model", str(tmp_path), "--data", str(data), "--out", str(tmp_path / "p.jsonl")]
     assert main(argv) == 2
     assert f"{data}:1" in capsys.readouterr().out and not (tmp_path / "p.jsonl").exists()
+
+
+def _one_text_row(tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text(
+        '{"id": "a", "split": "SafeQ", "query": "hi", "media": null, "labels": {"visual": 0, "textual": 0}}\n'
+    )
+    return data
+
+
+def test_predict_harm_refuses_an_output_it_cannot_write_before_loading_the_model(tmp_path, capsys):
+    """--out under a file (no folder can be made there) stops the run at once: exit 2, one line, and the model
+    (here a folder that is not one) is never loaded, so no inference is lost."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    argv = ["predict-harm", "--model", str(tmp_path), "--data", str(_one_text_row(tmp_path))]
+    assert main([*argv, "--out", str(blocker / "p.jsonl")]) == 2
+    out = capsys.readouterr().out
+    assert f"--out {blocker / 'p.jsonl'}: cannot write there" in out and "not a loadable" not in out
+
+
+def test_predict_harm_refuses_a_folder_that_is_no_checkpoint_and_keeps_the_old_output(tmp_path, capsys):
+    """A --model folder without a loadable checkpoint is bad input (exit 2, no traceback); an existing --out stays
+    as it was and no temporary file is left beside it."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    previous = tmp_path / "p.jsonl"
+    previous.write_text("earlier run\n")
+    argv = ["predict-harm", "--model", str(tmp_path / "model"), "--data", str(_one_text_row(tmp_path))]
+    assert main([*argv, "--out", str(previous)]) == 2
+    assert f"--model {tmp_path / 'model'}: not a loadable checkpoint" in capsys.readouterr().out
+    assert previous.read_text() == "earlier run\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "model", "p.jsonl", "rows.jsonl"
+    ]  # fmt: skip

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import TextIO
 
 from .calibration import apply_calibration, harm_logits, record_inputs
 
@@ -29,15 +30,50 @@ def predict_harm_file(
     """
     if not 0 <= threshold <= 1:
         raise ValueError(f"threshold is a probability in [0, 1], got {threshold}")
-    from videosafety_r1.alarm.io import load_pretrained
     from videosafety_r1.data import load_dataset_checked
     from videosafety_r1.errors import InputError
 
     root = Path(data_root) if data_root is not None else Path(data_file).parent
     records, _ = load_dataset_checked(data_file, root)
-    if Path(out_file).is_dir():  # found now, not after every row has been scored
+    out = Path(out_file)
+    if out.is_dir():  # found now, not after every row has been scored
         raise InputError(f"--out {out_file} is a folder; give a file path")
-    model, processor = load_pretrained(model_dir)
+    # The rows go to a temporary file beside --out, created now: an output that cannot be written stops the run
+    # before inference, and a run that fails later leaves an earlier --out as it was.
+    part = out.parent / f".{out.name}.{os.getpid()}.part"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        f = os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), "w", encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"--out {out_file}: cannot write there ({err.strerror or err})") from err
+    try:
+        with f:
+            calibrated, flagged = _predict_into(f, model_dir, records, root, fps, max_frames, threshold, batch_size)
+        os.replace(part, out)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    logger.info("wrote %d predictions to %s", len(records), out)
+    return (
+        f"{len(records)} rows -> {out} ({'calibrated' if calibrated else 'uncalibrated'}; harmful at threshold "
+        f"{threshold}: visual {flagged['visual']}, textual {flagged['textual']})"
+    )
+
+
+def _predict_into(
+    f: TextIO, model_dir: str | os.PathLike[str], records: list, root: Path, fps: float | None,
+    max_frames: int | None, threshold: float, batch_size: int,
+) -> tuple[bool, dict[str, int]]:  # fmt: skip
+    """Score ``records`` with the heads of ``model_dir`` and write one JSON line per row to ``f``; returns whether
+    a calibration was applied and how many rows each head flags."""
+    from videosafety_r1.alarm.io import load_pretrained
+    from videosafety_r1.errors import InputError
+
+    try:
+        model, processor = load_pretrained(model_dir)
+    except (OSError, ValueError) as err:  # not a checkpoint folder: config, weights or processor missing
+        detail = " ".join(str(err).split())[:300]
+        raise InputError(f"--model {model_dir}: not a loadable checkpoint ({detail})") from err
     if getattr(model, "visual_head", None) is None:  # a plain model, or alarm tokens without heads
         raise InputError(
             f"{model_dir}: this model has no harm heads (an alarm checkpoint from stage atc or later has)"
@@ -48,19 +84,12 @@ def predict_harm_file(
         model, processor, *record_inputs(records, root), fps=fps, max_frames=max_frames, batch_size=batch_size
     )
     probs = apply_calibration(logits, calibration)
-    out = Path(out_file)
-    out.parent.mkdir(parents=True, exist_ok=True)
     flagged = {"visual": 0, "textual": 0}
-    with out.open("w", encoding="utf-8") as f:
-        for i, record in enumerate(records):
-            row = {"id": record.id, "calibrated": calibration is not None}
-            for head in ("visual", "textual"):
-                p = float(probs[head][i])
-                row[f"{head}_prob"], row[f"{head}_harmful"] = p, p >= threshold
-                flagged[head] += p >= threshold
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    logger.info("wrote %d predictions to %s", len(records), out)
-    return (
-        f"{len(records)} rows -> {out} ({'calibrated' if calibration else 'uncalibrated'}; harmful at threshold "
-        f"{threshold}: visual {flagged['visual']}, textual {flagged['textual']})"
-    )
+    for i, record in enumerate(records):
+        row = {"id": record.id, "calibrated": calibration is not None}
+        for head in ("visual", "textual"):
+            p = float(probs[head][i])
+            row[f"{head}_prob"], row[f"{head}_harmful"] = p, p >= threshold
+            flagged[head] += p >= threshold
+        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return calibration is not None, flagged
