@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import TextIO
 
+from ..errors import InputError
 from .calibration import apply_calibration, harm_logits, record_inputs
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,6 @@ def predict_harm_file(
     if not 0 <= threshold <= 1:
         raise ValueError(f"threshold is a probability in [0, 1], got {threshold}")
     from videosafety_r1.data import load_dataset_checked
-    from videosafety_r1.errors import InputError
 
     root = Path(data_root) if data_root is not None else Path(data_file).parent
     records, _ = load_dataset_checked(data_file, root)
@@ -67,7 +67,6 @@ def _predict_into(
     """Score ``records`` with the heads of ``model_dir`` and write one JSON line per row to ``f``; returns whether
     a calibration was applied and how many rows each head flags."""
     from videosafety_r1.alarm.io import load_pretrained
-    from videosafety_r1.errors import InputError
 
     try:
         model, processor = load_pretrained(model_dir)
