@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 
 import pytest
 
@@ -404,3 +405,19 @@ def test_predict_harm_refuses_a_folder_that_is_no_checkpoint_and_keeps_the_old_o
     assert previous.read_text() == "earlier run\n" and sorted(p.name for p in tmp_path.iterdir()) == [
         "model", "p.jsonl", "rows.jsonl"
     ]  # fmt: skip
+
+
+def test_predict_harm_never_replaces_its_input_or_a_special_file_and_leaves_no_folders(tmp_path, capsys):
+    """--out equal to --data, or an existing non-regular file (here a fifo), is refused before anything is read
+    or written; a run that fails after making --out's folders removes them again."""
+    data = _one_text_row(tmp_path)
+    before = data.read_text()
+    argv = ["predict-harm", "--model", str(tmp_path), "--data", str(data)]
+    assert main([*argv, "--out", str(data)]) == 2
+    assert "is the --data file" in capsys.readouterr().out and data.read_text() == before
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert main([*argv, "--out", str(fifo)]) == 2
+    assert "is not a regular file" in capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path / "new" / "sub" / "p.jsonl")]) == 2  # tmp_path is no checkpoint
+    assert "not a loadable checkpoint" in capsys.readouterr().out and not (tmp_path / "new").exists()

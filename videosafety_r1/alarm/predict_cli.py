@@ -36,15 +36,26 @@ def predict_harm_file(
     root = Path(data_root) if data_root is not None else Path(data_file).parent
     records, _ = load_dataset_checked(data_file, root)
     out = Path(out_file)
-    if out.is_dir():  # found now, not after every row has been scored
+    # found now, not after every row has been scored
+    if out.is_dir():
         raise InputError(f"--out {out_file} is a folder; give a file path")
+    if out.exists() and not out.is_file():  # a fifo, a device, /dev/stdout: replacing it would break it
+        raise InputError(f"--out {out_file} exists and is not a regular file; give a file path")
+    if out.exists() and out.resolve() == Path(data_file).resolve():
+        raise InputError(f"--out {out_file} is the --data file; the predictions would replace the dataset")
     # The rows go to a temporary file beside --out, created now: an output that cannot be written stops the run
-    # before inference, and a run that fails later leaves an earlier --out as it was.
+    # before inference, and a run that fails later leaves an earlier --out as it was (and no folder it made).
+    folders = (out.parent, *out.parent.parents)
+    blocker = next((p for p in folders if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise InputError(f"--out {out_file}: cannot write there ({blocker} is a file, not a folder)")
+    made = [p for p in folders if not p.exists()]  # deepest first
     part = out.parent / f".{out.name}.{os.getpid()}.part"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         f = os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), "w", encoding="utf-8")
     except OSError as err:
+        _remove_empty(made)
         raise InputError(f"--out {out_file}: cannot write there ({err.strerror or err})") from err
     try:
         with f:
@@ -52,12 +63,22 @@ def predict_harm_file(
         os.replace(part, out)
     except BaseException:
         part.unlink(missing_ok=True)
+        _remove_empty(made)
         raise
     logger.info("wrote %d predictions to %s", len(records), out)
     return (
         f"{len(records)} rows -> {out} ({'calibrated' if calibrated else 'uncalibrated'}; harmful at threshold "
         f"{threshold}: visual {flagged['visual']}, textual {flagged['textual']})"
     )
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed run made for --out, deepest first, if they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _predict_into(
