@@ -66,3 +66,46 @@ def test_registered_and_bindable():
 def test_off_in_paper_configs_on_in_demo(path):
     funcs = yaml.safe_load(path.read_text())["reward_funcs"]
     assert ("refusal_consistency" in funcs) == (path.parent.name == "demo")
+
+
+def test_tag_consistency_scores_the_answer_against_its_own_labels():
+    from videosafety_r1.rewards import tag_consistency_reward
+
+    refuse, help_ = REFUSALS["zh"], HELPFUL["text"]["zh"].format(t="银行")
+    completions = [
+        f"<think>Request: harmful.</think>{sol(refuse, 0, 1)}",  # harmful request label, refuses -> 1
+        f"<think>Request: safe.</think>{sol(refuse, 0, 0)}",  # both labels safe, yet refuses -> 0
+        f"<think>x</think>{sol(help_, 0, 0)}",  # safe labels, helps -> 1
+        f"<think>x</think>{sol(help_, 1, 0)}",  # harmful clip label, helps -> 0
+        f"<think>x</think>{sol('Lo siento, no puedo.', 1, 0)}",  # harmful clip label, refuses in Spanish -> 1
+        f"<think>x</think><answer>{refuse}</answer><vidType>0</vidType>",  # no textType -> 0
+        f"<think>x</think><answer>{refuse}</answer><vidType>2</vidType><textType>1</textType>",  # unreadable -> 0
+        "no answer tag at all",  # -> 0
+    ]
+    assert tag_consistency_reward(completions) == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+    # no reference is read: the same completion scores the same whatever the solution column says
+    assert tag_consistency_reward(completions[:1], solution=[sol(help_)]) == [1.0]
+
+
+def test_tag_consistency_trl_call_registry_and_paper_configs():
+    from videosafety_r1.rewards import tag_consistency_reward
+
+    logged = {}
+    out = tag_consistency_reward(
+        prompts=["p", "p", "p"],
+        completions=[[{"role": "assistant", "content": sol("I'm sorry, I can't.", 1, 1)}], sol("4"), sol("ok")],
+        completion_ids=[[1], [2], [3]],
+        solution=[sol("I cannot help."), "<answer>4</answer>", sol("fine")],
+        problem_type=["free-form-and-choice", "numerical", "free-form-and-choice"],
+        trainer_state=None,
+        log_metric=lambda name, value: logged.setdefault(name, value),
+    )
+    assert out == [1.0, None, 1.0]
+    assert logged == {"safety/tag_consistency": 1.0}
+    assert REWARD_FUNCS["tag_consistency"] is tag_consistency_reward
+    bound = get_reward_func("tag_consistency", refusal_keywords="default")
+    assert bound([sol("Lo siento, no puedo.", 1, 0)]) == [0.0]  # the English-only list misses the Spanish refusal
+    for path in (ROOT / "recipes" / "configs").rglob("*.yaml"):
+        funcs = yaml.safe_load(path.read_text()).get("reward_funcs") or []
+        if path.parent.name != "demo":
+            assert "tag_consistency" not in funcs, f"{path}: the paper's configs keep the paper's rewards"

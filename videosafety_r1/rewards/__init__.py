@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .format import format_reward
-from .refusal import refusal_consistency_reward
+from .refusal import refusal_consistency_reward, tag_consistency_reward
 from .rouge import rouge_scores
 from .safety import accuracy_reward, dra_rouge_reward, textual_label_reward, visual_label_reward
 from .tags import PROBLEM_TYPES, SAFETY, completion_text, parse_tags, validate_solution
@@ -34,6 +34,7 @@ REWARD_FUNCS: dict[str, RewardFunc] = {
     "textual_label": textual_label_reward,
     "dra_rouge": dra_rouge_reward,
     "refusal_consistency": refusal_consistency_reward,
+    "tag_consistency": tag_consistency_reward,
 }
 
 
@@ -150,6 +151,7 @@ __all__ = [
     "get_reward_func",
     "parse_tags",
     "refusal_consistency_reward",
+    "tag_consistency_reward",
     "register_reward",
     "resolve_reward",
     "reward_call_problem",

@@ -1,10 +1,15 @@
-"""``refusal_consistency``: a reward the paper lacks, for the decision to refuse itself.
+"""``refusal_consistency`` and ``tag_consistency``: rewards the paper lacks, for the decision to refuse itself.
 
 The published accuracy reward scores the answer by ROUGE with weight alpha in [0.1, 0.5], so once the labels are
 right the answer is worth at most 0.1 of 3.1 and a policy that always refuses loses almost nothing when most
 references are refusals. This term pays 1 when the completion's ``<answer>`` refuses exactly when the reference's
 does, whatever the wording, so over-refusal and under-refusal cost the same full point. It is off in the published
 paper configs; docs/rewards.md has the measured effect on the demo.
+
+``tag_consistency`` needs no reference: it pays 1 when the completion's answer refuses exactly when its own
+``<vidType>`` or ``<textType>`` says harmful. Without it, a rollout whose labels are wrong but whose answer is right
+still earns the answer's terms, so GRPO learns to decide the answer apart from its own judgement, and that
+decoupling showed up on held-out sentences as "Request: safe ... Plan: overview." followed by a refusal.
 """
 
 from __future__ import annotations
@@ -43,4 +48,34 @@ def refusal_consistency_reward(
         else:
             rewards.append(float(matcher.matches(out.answer) == matcher.matches(ref.answer)))
     _log(kwargs, "safety/refusal_consistency", [r for r in rewards if r is not None])
+    return rewards
+
+
+def tag_consistency_reward(
+    completions: list[Any],
+    problem_type: list[str] | str | None = None,
+    *,
+    refusal_keywords: str | list[str] | KeywordList = "multilingual",
+    **kwargs: Any,
+) -> list[float | None]:
+    """1.0 when the completion's ``<answer>`` is a refusal exactly when its own ``<vidType>`` or ``<textType>`` is 1
+    (the label policy: refuse when the clip or the request is harmful), else 0.0.
+
+    It reads no reference: it rewards the answer for following the completion's own labels, right or wrong, and
+    leaves their correctness to ``accuracy``. A completion without an ``<answer>`` span or without both labels as
+    0/1 scores 0. Refusal is :func:`videosafety_r1.refusal.is_refusal` under ``refusal_keywords``. Rows whose
+    ``problem_type`` is given and is not the safety type get None; with no ``problem_type`` every row is scored.
+    """
+    n = len(completions)
+    matcher = get_keyword_list(refusal_keywords)
+    types = broadcast(problem_type, n, "problem_type") if problem_type is not None else [SAFETY] * n
+    rewards: list[float | None] = []
+    for ptype, out in zip(types, parse_batch(completions)):
+        if ptype != SAFETY:
+            rewards.append(None)
+        elif not out.has_answer or out.vid_type is None or out.text_type is None:
+            rewards.append(0.0)
+        else:
+            rewards.append(float(matcher.matches(out.answer) == bool(out.vid_type or out.text_type)))
+    _log(kwargs, "safety/tag_consistency", [r for r in rewards if r is not None])
     return rewards
