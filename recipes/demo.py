@@ -265,19 +265,40 @@ def _clean(value: object) -> object:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="demo_out", help="folder for data, checkpoints, metrics and plots")
-    parser.add_argument("--seed", type=int, default=0, help="changes the data, the model init and training")
     parser.add_argument(
-        "--n", type=int, default=480, help="synthetic training clips (plus --text-share text-only rows per clip)"
+        "--out", default="demo_out", help="folder for data, checkpoints, metrics and plots (default: %(default)s)"
     )
     parser.add_argument(
-        "--n-eval", type=int, default=100, help="held-out clips per eval split (HH, SH, SafeQ; calibration the same)"
+        "--seed", type=int, default=0, help="changes the data, the model init and training (default: %(default)s)"
     )
-    parser.add_argument("--safe-share", type=float, default=0.6, help="share of training rows with a helpful answer")
-    parser.add_argument("--text-share", type=float, default=0.5, help="text-only training rows per clip")
-    parser.add_argument("--width", type=int, default=128, help="hidden size of the tiny model")
-    parser.add_argument("--layers", type=int, default=2, help="decoder layers of the tiny model")
-    parser.add_argument("--family", default="qwen2_5_vl", choices=FAMILIES, help="tiny model family")
+    parser.add_argument(
+        "--n",
+        type=int,
+        default=480,
+        help="synthetic training clips, plus --text-share text-only rows per clip (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--n-eval",
+        type=int,
+        default=100,
+        help="held-out clips per eval split: HH, SH, SafeQ; calibration the same (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--safe-share",
+        type=float,
+        default=0.6,
+        help="share of training rows with a helpful answer (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--text-share", type=float, default=0.5, help="text-only training rows per clip (default: %(default)s)"
+    )
+    parser.add_argument("--width", type=int, default=128, help="hidden size of the tiny model (default: %(default)s)")
+    parser.add_argument(
+        "--layers", type=int, default=2, help="decoder layers of the tiny model (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--family", default="qwen2_5_vl", choices=FAMILIES, help="tiny model family (default: %(default)s)"
+    )
     parser.add_argument(
         "--rewards",
         nargs="+",
@@ -293,8 +314,12 @@ def main(argv: list[str] | None = None) -> dict:
         help='extra overrides for one stage, e.g. --stage-args cot "--num_train_epochs 20" or cot '
         "num_train_epochs=20 (repeatable)",
     )
-    parser.add_argument("--eval-stages", nargs="+", default=list(STAGES), choices=STAGES, help="stages to evaluate")
-    parser.add_argument("--until", choices=("atc", "cot", "grpo"), default="grpo", help="last stage to train")
+    parser.add_argument(
+        "--eval-stages", nargs="+", default=list(STAGES), choices=STAGES, help="stages to evaluate (default: all)"
+    )
+    parser.add_argument(
+        "--until", choices=("atc", "cot", "grpo"), default="grpo", help="last stage to train (default: %(default)s)"
+    )
     parser.add_argument("--from-stage", choices=("atc", "cot", "grpo"), help="reuse earlier stages already in --out")
     args = parser.parse_args(lone_overrides_as_values(list(sys.argv[1:] if argv is None else argv)))
     check_args(parser, args)

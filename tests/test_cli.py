@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 
 import pytest
 
@@ -216,6 +217,22 @@ def test_demo_refuses_bad_options_before_writing_anything(tmp_path, capsys, argv
         demo(["--out", str(tmp_path / "out"), *argv])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_help_shows_the_defaults_it_runs_with(capsys):
+    """--help names the default of every setting that changes the run."""
+    import runpy
+    from pathlib import Path
+
+    demo = runpy.run_path(str(Path(__file__).parents[1] / "recipes" / "demo.py"), run_name="demo_test")["main"]
+    with pytest.raises(SystemExit) as exit_info:
+        demo(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option in ("--out", "--seed", "--n", "--n-eval", "--safe-share", "--text-share", "--width", "--layers"):
+        metavar = option.removeprefix("--").replace("-", "_").upper()
+        assert re.search(rf" {option} {metavar} [^()]*\(default: ", text), option  # in that option's own entry
+    assert "--seed SEED changes the data, the model init and training (default: 0)" in text
 
 
 def test_demo_stage_args_are_checked_as_the_run_will_use_them():
