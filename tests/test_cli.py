@@ -438,3 +438,23 @@ def test_predict_harm_never_replaces_its_input_or_a_special_file_and_leaves_no_f
     assert "is not a regular file" in capsys.readouterr().out
     assert main([*argv, "--out", str(tmp_path / "new" / "sub" / "p.jsonl")]) == 2  # tmp_path is no checkpoint
     assert "not a loadable checkpoint" in capsys.readouterr().out and not (tmp_path / "new").exists()
+
+
+def test_a_reader_that_stops_early_ends_the_report_quietly(tmp_path):
+    """`videosafety-r1 validate-data big.jsonl | head -1`: the closed pipe ends the run with exit 1 and no
+    BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "big.jsonl"
+    data.write_text('{"id": "x"}\n' * 5000)  # one problem line each: far more than a pipe buffer holds
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "videosafety_r1.cli", "validate-data", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.readline().startswith(b"== ")
+    proc.stdout.close()  # what `head -1` does once it has its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

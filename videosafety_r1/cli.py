@@ -1,8 +1,8 @@
 """The ``videosafety-r1`` command: ``validate-data``, ``make-synthetic`` (docs/data.md), ``predict-harm``
 (docs/evaluation.md), ``vllm-serve`` (docs/grpo.md).
 
-Exit codes: 0 clean, 1 problems found, 2 usage error (bad arguments, missing file or data root, or ``vllm-serve``
-without the ``vllm`` extra installed).
+Exit codes: 0 clean, 1 problems found (or the output pipe closed early, as with ``| head``), 2 usage error (bad
+arguments, missing file or data root, or ``vllm-serve`` without the ``vllm`` extra installed).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -261,7 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         "predict-harm": _predict_harm,
         "vllm-serve": _vllm_serve,
     }
-    return handlers[args.command](args)
+    try:
+        return handlers[args.command](args)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit must not fail again
+        return EXIT_PROBLEMS
 
 
 if __name__ == "__main__":
