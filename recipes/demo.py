@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--n",
         type=int,
-        default=480,
+        default=600,
         help="synthetic training clips, plus --text-share text-only rows per clip (default: %(default)s)",
     )
     parser.add_argument(
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="share of training rows with a helpful answer (default: %(default)s)",
     )
     parser.add_argument(
-        "--text-share", type=float, default=0.5, help="text-only training rows per clip (default: %(default)s)"
+        "--text-share", type=float, default=0.75, help="text-only training rows per clip (default: %(default)s)"
     )
     parser.add_argument("--width", type=int, default=128, help="hidden size of the tiny model (default: %(default)s)")
     parser.add_argument(

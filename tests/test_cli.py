@@ -304,11 +304,11 @@ def test_demo_from_stage_refuses_other_options_and_missing_checkpoints(tmp_path,
     demo = runpy.run_path(str(Path(__file__).parents[1] / "recipes" / "demo.py"), run_name="demo_test")
     out = tmp_path / "out"
     out.mkdir()
-    recorded = {"seed": 0, "n": 480, "n_eval": 100, "safe_share": 0.6, "text_share": 0.5, "width": 128, "layers": 2}
+    recorded = {"seed": 0, "n": 600, "n_eval": 100, "safe_share": 0.6, "text_share": 0.75, "width": 128, "layers": 2}
     (out / "demo_settings.json").write_text(json.dumps({**recorded, "family": "qwen2_5_vl"}))
     cases = [
         (["--from-stage", "grpo", "--seed", "1"], "was made with other options (--seed 0 -> 1)"),
-        (["--from-stage", "grpo", "--n", "64"], "(--n 480 -> 64)"),
+        (["--from-stage", "grpo", "--n", "64"], "(--n 600 -> 64)"),
         (["--from-stage", "grpo"], "cot/final not found"),
     ]
     for argv, message in cases:
