@@ -274,6 +274,28 @@ def test_one_line_json_array_is_an_array_and_an_empty_one_is_empty(tmp_path):
     assert [p.kind for p in report.problems] == ["empty_file"]
 
 
+@pytest.mark.parametrize(
+    ("cut", "says"),
+    [
+        (lambda t: t[: t.rindex("]")], "no closing ]"),  # cut after the last element
+        (lambda t: t[: t.rindex("}") + 1] + ",\n", "no closing ]"),  # cut after a comma
+        (lambda t: t[: t.rindex("}") + 1] + ",]", "where an element should be"),  # trailing comma
+        (lambda t: t + "]", "text after the closing ]"),
+        (lambda t: t + " trailing", "text after the closing ]"),
+        (lambda t: t.replace("},", "} ", 1), "expected ',' or ']'"),
+    ],
+)
+def test_a_json_array_file_cut_short_or_run_on_is_refused(tmp_path, cut, says):
+    """Every element may parse and the file still not be the whole array: the rows before the break are checked,
+    the break itself is one malformed_json problem, and loading refuses the file."""
+    (tmp_path / "a.png").touch()
+    path = tmp_path / "cut.json"
+    path.write_text(cut(json.dumps([vlguard(id="v1"), vlguard(id="v2")], indent=1)), encoding="utf-8")
+    _, report = validate_file(path, tmp_path, check_videos=False)
+    assert [p.kind for p in report.problems] == ["malformed_json"], report.problems
+    assert says in report.problems[0].message
+
+
 def test_a_key_twice_in_a_json_array_element_is_refused(tmp_path):
     (tmp_path / "a.png").touch()
     text = json.dumps([vlguard(id="v1"), vlguard(id="v2"), vlguard(id="v4")], indent=1)

@@ -49,32 +49,61 @@ def _decode_line(raw: bytes, number: int) -> tuple[int, Any, RowIssue | None]:
 
 
 def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
-    """Elements of a file holding one JSON array (VLGuard's ``train.json``), each with the line it starts on."""
-    decoder, pos, line = json.JSONDecoder(object_pairs_hook=_unique_keys), text.index("[") + 1, 1
-    line += text.count("\n", 0, pos)
-    while True:
-        start = pos + len(text[pos:]) - len(text[pos:].lstrip(" \t\r\n,"))
-        line += text.count("\n", pos, start)
-        if start >= len(text) or text[start] == "]":
-            return
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except RecursionError:
-            yield line, None, RowIssue("<json>", "malformed_json", "JSON array: an element is nested too deeply")
-            return
-        except _DuplicateKey as err:  # the element parses: find its end without the hook and read on
-            _, end = json.JSONDecoder().raw_decode(text, start)
-            yield line, None, _duplicate(err.key)
+    """Elements of a file holding one JSON array (VLGuard's ``train.json``), each with the line it starts on.
+
+    The array's own grammar is checked too: a file cut short between elements (no closing ``]``), a trailing or
+    doubled comma, or text after the ``]`` is a ``malformed_json`` issue, so a partial file never passes for a whole
+    one."""
+    decoder, pos = json.JSONDecoder(object_pairs_hook=_unique_keys), text.index("[") + 1
+    line = 1 + text.count("\n", 0, pos)
+
+    def skip(at: int) -> int:
+        nonlocal line
+        end = at + len(text[at:]) - len(text[at:].lstrip(" \t\r\n"))
+        line += text.count("\n", at, end)
+        return end
+
+    def problem(what: str) -> tuple[int, None, RowIssue]:
+        return line, None, RowIssue("<json>", "malformed_json", f"JSON array: {what}; fix it or convert to JSONL")
+
+    pos = skip(pos)
+    if text.startswith("]", pos):  # an empty array
+        pos += 1
+    else:
+        while True:
+            if pos >= len(text):
+                yield problem("no closing ] (is the file cut short?)")
+                return
+            if text[pos] in ",]":
+                yield problem(f"{text[pos]!r} where an element should be")
+                return
+            start = pos
+            try:
+                value, end = decoder.raw_decode(text, start)
+            except RecursionError:
+                yield problem("an element is nested too deeply")
+                return
+            except _DuplicateKey as err:  # the element parses: find its end without the hook and read on
+                value, (_, end) = None, json.JSONDecoder().raw_decode(text, start)
+                yield line, None, _duplicate(err.key)
+            except json.JSONDecodeError as err:
+                msg = f"JSON array: {err.msg} at line {err.lineno} column {err.colno}; fix it or convert to JSONL"
+                yield err.lineno, None, RowIssue("<json>", "malformed_json", msg)
+                return
+            else:
+                yield line, value, None
             line += text.count("\n", start, end)
-            pos = end
-            continue
-        except json.JSONDecodeError as err:
-            msg = f"JSON array: {err.msg} at line {err.lineno} column {err.colno}; fix it or convert to JSONL"
-            yield err.lineno, None, RowIssue("<json>", "malformed_json", msg)
-            return
-        yield line, value, None
-        line += text.count("\n", start, end)
-        pos = end
+            pos = skip(end)
+            if text.startswith("]", pos):
+                pos += 1
+                break
+            if not text.startswith(",", pos):
+                yield problem("no closing ] (is the file cut short?)" if pos >= len(text) else "expected ',' or ']'")
+                return
+            pos = skip(pos + 1)
+    pos = skip(pos)
+    if pos < len(text):
+        yield problem("text after the closing ]")
 
 
 def _object(number: int, row: Any, issue: RowIssue | None) -> tuple[int, dict[str, Any] | None, RowIssue | None]:
