@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> dict:
         "num_train_epochs=20 (repeatable)",
     )
     parser.add_argument(
-        "--eval-stages", nargs="+", default=list(STAGES), choices=STAGES, help="stages to evaluate (default: all)"
+        "--eval-stages", nargs="+", choices=STAGES, help="stages to evaluate (default: every stage up to --until)"
     )
     parser.add_argument(
         "--until", choices=("atc", "cot", "grpo"), default="grpo", help="last stage to train (default: %(default)s)"
@@ -374,6 +374,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     """Refuse bad values before any data is written (``parser.error``: usage, one error line, exit 2)."""
     from videosafety_r1.cli import MAX_TEXT_SHARE  # the make-synthetic CLI's bound, one number for both
 
+    if not args.out.strip():  # an unset shell variable: the run would write data/, base/, ... into the current folder
+        parser.error("--out is empty (an unset shell variable?); name the folder for the run")
     if not 0 <= args.seed < 2**32:  # the training seeds go to NumPy, which takes 0 .. 2**32 - 1
         parser.error(f"--seed must be in [0, 2**32 - 1], got {args.seed}")
     if args.n < 1 or args.n_eval < 1:
@@ -402,6 +404,11 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     trained = trained_stages(args)
     if args.rewards and "grpo" not in trained:
         parser.error(f"--rewards: GRPO is not trained in this run (--until {args.until})")
+    last = STAGES.index(args.until)
+    after = [s for s in args.eval_stages or () if STAGES.index(s) > last]
+    if after:  # never trained here, and one left in DIR by an earlier run would not follow this run's stages
+        parser.error(f"--eval-stages {' '.join(after)}: not trained in this run (--until {args.until})")
+    args.eval_stages = args.eval_stages or list(STAGES[: last + 1])
     for stage in dict.fromkeys([s for s, _ in args.stage_args] + (["grpo"] if args.rewards else [])):
         if stage not in trained:
             parser.error(f"--stage-args {stage}: this run does not train {stage} (--from-stage / --until)")

@@ -206,6 +206,8 @@ def test_validate_decodes_videos_as_training_will(tmp_path, capsys):
             "--reward_funcs is set by the demo itself (use --rewards)",
         ),
         (["--stage-args", "cot", "--num_train_epochs 0"], "no training steps"),
+        (["--out", ""], "--out is empty (an unset shell variable?)"),
+        (["--until", "atc", "--eval-stages", "cot", "grpo"], "--eval-stages cot grpo: not trained in this run"),
     ],
 )
 def test_demo_refuses_bad_options_before_writing_anything(tmp_path, capsys, argv, message):
@@ -458,3 +460,21 @@ def test_a_reader_that_stops_early_ends_the_report_quietly(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["make-synthetic", ""],
+        ["validate-data", " "],
+        ["validate-data", "x.jsonl", "--data-root", ""],
+        ["predict-harm", "--model", "m", "--data", "d.jsonl", "--out", ""],
+    ],
+)
+def test_an_empty_path_argument_is_a_usage_error(tmp_path, monkeypatch, capsys, argv):
+    """An unset shell variable (`make-synthetic "$OUT"`) would mean the current folder: exit 2, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and "is empty (an unset shell variable?)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

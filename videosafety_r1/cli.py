@@ -58,6 +58,14 @@ def _share(text: str) -> float:
     return value
 
 
+def _path(text: str) -> str:
+    """A file or folder argument: an empty one (an unset shell variable, ``--out "$OUT"``) would mean the current
+    folder, where a run would write or read files nobody named."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty (an unset shell variable?); name a file or folder")
+    return text
+
+
 MAX_TEXT_SHARE = 100.0  # text-only rows per clip; beyond this a run only burns time (1e300 never finishes)
 
 
@@ -74,9 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     validate = sub.add_parser("validate-data", help="check dataset files; every problem with file, line and field")
     validate.add_argument(
-        "files", nargs="+", metavar="FILE", help="JSONL or JSON-array files (canonical, published SFT/GRPO, VLGuard)"
+        "files",
+        nargs="+",
+        type=_path,
+        metavar="FILE",
+        help="JSONL or JSON-array files (canonical, published SFT/GRPO, VLGuard)",
     )
-    validate.add_argument("--data-root", help="folder media paths are relative to (default: each file's folder)")
+    validate.add_argument(
+        "--data-root", type=_path, help="folder media paths are relative to (default: each file's folder)"
+    )
     validate.add_argument("--kind", default="auto", choices=["auto", "sft", "cot", "grpo", "eval"])
     validate.add_argument("--format", default="auto", help="force a format instead of detecting it per file")
     validate.add_argument("--no-video-check", action="store_true", help="skip opening media (paths still checked)")
@@ -97,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     synth.add_argument(
         "out",
+        type=_path,
         metavar="OUT",
         help="output folder: videos/, sft.jsonl, cot.jsonl, grpo.jsonl, eval.jsonl, calibration.jsonl",
     )
@@ -123,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     synth.set_defaults(usage_error=synth.error)
     serve = sub.add_parser("vllm-serve", help="serve a plain export with vLLM for GRPO rollouts (vllm_mode=server)")
-    serve.add_argument("--model", required=True, help="plain export folder (export_plain_checkpoint)")
+    serve.add_argument("--model", required=True, type=_path, help="plain export folder (export_plain_checkpoint)")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per engine (untested here)")
@@ -132,18 +147,24 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--dtype", default="auto")
     serve.add_argument("--seed", type=int, default=0)
     harm = sub.add_parser("predict-harm", help="alarm-head harm probabilities and decisions for every row of a file")
-    harm.add_argument("--model", required=True, metavar="DIR", help="alarm checkpoint or export (calibration applied)")
-    harm.add_argument("--data", required=True, metavar="FILE", help="JSONL of eval, SFT or GRPO rows")
-    harm.add_argument("--out", required=True, metavar="FILE", help="output JSONL, one line per row")
-    harm.add_argument("--data-root", help="folder media paths are relative to (default: the data file's folder)")
+    harm.add_argument(
+        "--model", required=True, type=_path, metavar="DIR", help="alarm checkpoint or export (calibration applied)"
+    )
+    harm.add_argument("--data", required=True, type=_path, metavar="FILE", help="JSONL of eval, SFT or GRPO rows")
+    harm.add_argument("--out", required=True, type=_path, metavar="FILE", help="output JSONL, one line per row")
+    harm.add_argument(
+        "--data-root", type=_path, help="folder media paths are relative to (default: the data file's folder)"
+    )
     harm.add_argument(
         "--fps", type=_positive, default=None, help="frames per second (default: the checkpoint's training value)"
     )
     harm.add_argument(
         "--max-frames", type=_at_least_1, default=None, help="most frames per video (default: the checkpoint's)"
     )
-    harm.add_argument("--threshold", type=float, default=0.5, help="decision threshold on P(harmful)")
-    harm.add_argument("--batch-size", type=int, default=16)
+    harm.add_argument(
+        "--threshold", type=float, default=0.5, help="decision threshold on P(harmful), in [0, 1] (default 0.5)"
+    )
+    harm.add_argument("--batch-size", type=int, default=16, help="rows per forward pass (default 16)")
     return parser
 
 
