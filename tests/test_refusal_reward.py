@@ -109,3 +109,15 @@ def test_tag_consistency_trl_call_registry_and_paper_configs():
         funcs = yaml.safe_load(path.read_text()).get("reward_funcs") or []
         if path.parent.name != "demo":
             assert "tag_consistency" not in funcs, f"{path}: the paper's configs keep the paper's rewards"
+
+
+def test_an_empty_answer_earns_neither_consistency_point():
+    """An empty <answer> is not a refusal, so without this rule it would count as answering a safe request (and as
+    following safe labels) and earn the full point: a cheap way to skip the answer."""
+    from videosafety_r1.rewards import tag_consistency_reward
+
+    help_ = HELPFUL["text"]["en"].format(t="boxing")
+    empty = [f"<think>x</think>{sol(blank)}" for blank in ("", "   ", "\n")]
+    assert refusal_consistency_reward(empty, [sol(help_)] * 3) == [0.0, 0.0, 0.0]
+    assert tag_consistency_reward(empty) == [0.0, 0.0, 0.0]
+    assert refusal_consistency_reward([sol(help_)], [sol(help_)]) == [1.0]  # a real answer still scores

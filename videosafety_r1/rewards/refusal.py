@@ -32,7 +32,8 @@ def refusal_consistency_reward(
     """1.0 when the completion's ``<answer>`` is a refusal exactly when the reference ``<answer>`` is, else 0.0.
 
     Refusal is :func:`videosafety_r1.refusal.is_refusal` under ``refusal_keywords`` (the evaluation's matcher). A
-    completion without an ``<answer>`` span scores 0. Rows whose ``problem_type`` is given and is not the safety type
+    completion without an ``<answer>`` span, or with an empty one, scores 0 (an empty answer would otherwise count
+    as a non-refusal and earn the point on every safe row). Rows whose ``problem_type`` is given and is not the safety type
     get None (TRL leaves them out of this term); with no ``problem_type`` every row is scored.
     """
     n = len(completions)
@@ -43,7 +44,7 @@ def refusal_consistency_reward(
     for ptype, out, ref in zip(types, outs, refs):
         if ptype != SAFETY:
             rewards.append(None)
-        elif not out.has_answer:
+        elif not out.answer:  # no <answer>, or an empty one: saying nothing is neither a refusal nor an answer
             rewards.append(0.0)
         else:
             rewards.append(float(matcher.matches(out.answer) == matcher.matches(ref.answer)))
@@ -62,8 +63,8 @@ def tag_consistency_reward(
     (the label policy: refuse when the clip or the request is harmful), else 0.0.
 
     It reads no reference: it rewards the answer for following the completion's own labels, right or wrong, and
-    leaves their correctness to ``accuracy``. A completion without an ``<answer>`` span or without both labels as
-    0/1 scores 0. Refusal is :func:`videosafety_r1.refusal.is_refusal` under ``refusal_keywords``. Rows whose
+    leaves their correctness to ``accuracy``. A completion without an ``<answer>`` span, with an empty one, or
+    without both labels as 0/1 scores 0. Refusal is :func:`videosafety_r1.refusal.is_refusal` under ``refusal_keywords``. Rows whose
     ``problem_type`` is given and is not the safety type get None; with no ``problem_type`` every row is scored.
     """
     n = len(completions)
@@ -73,7 +74,7 @@ def tag_consistency_reward(
     for ptype, out in zip(types, parse_batch(completions)):
         if ptype != SAFETY:
             rewards.append(None)
-        elif not out.has_answer or out.vid_type is None or out.text_type is None:
+        elif not out.answer or out.vid_type is None or out.text_type is None:
             rewards.append(0.0)
         else:
             rewards.append(float(matcher.matches(out.answer) == bool(out.vid_type or out.text_type)))
