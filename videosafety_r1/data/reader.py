@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,6 +49,9 @@ def _decode_line(raw: bytes, number: int) -> tuple[int, Any, RowIssue | None]:
         return number, None, RowIssue("<json>", "malformed_json", "invalid JSON: nested too deeply")
 
 
+_WHITESPACE = re.compile(r"[ \t\r\n]*")
+
+
 def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
     """Elements of a file holding one JSON array (VLGuard's ``train.json``), each with the line it starts on.
 
@@ -57,9 +61,9 @@ def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
     decoder, pos = json.JSONDecoder(object_pairs_hook=_unique_keys), text.index("[") + 1
     line = 1 + text.count("\n", 0, pos)
 
-    def skip(at: int) -> int:
+    def skip(at: int) -> int:  # past JSON whitespace, counting lines (a match, not a slice: big arrays stay linear)
         nonlocal line
-        end = at + len(text[at:]) - len(text[at:].lstrip(" \t\r\n"))
+        end = _WHITESPACE.match(text, at).end()
         line += text.count("\n", at, end)
         return end
 
