@@ -294,6 +294,23 @@ def test_a_json_array_file_cut_short_or_run_on_is_refused(tmp_path, cut, says):
     _, report = validate_file(path, tmp_path, check_videos=False)
     assert [p.kind for p in report.problems] == ["malformed_json"], report.problems
     assert says in report.problems[0].message
+    with pytest.raises(DataValidationError, match="cannot be read to its end"):  # skip drops rows, not a file's end
+        load_dataset_checked(path, tmp_path, on_bad_row="skip", check_videos=False)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[\n{"id": "v1", "meta": {"k": 1, "k": 2}, ',  # a key twice, then the file ends inside that element
+        '[\n{"x": {"a": 1, "a": 2}, "b": }\n]',  # a key twice in an element that is broken as well
+        '[{"a": 1, "a": 2}' + "[" * 100_000,  # a key twice, then nesting too deep for the parser
+    ],
+)
+def test_a_broken_array_element_with_a_repeated_key_is_a_problem_not_a_traceback(tmp_path, text):
+    path = tmp_path / "broken.json"
+    path.write_text(text, encoding="utf-8")
+    _, report = validate_file(path, tmp_path, check_videos=False)
+    assert "malformed_json" in [p.kind for p in report.problems]
 
 
 def test_a_key_twice_in_a_json_array_element_is_refused(tmp_path):

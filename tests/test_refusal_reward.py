@@ -121,3 +121,15 @@ def test_an_empty_answer_earns_neither_consistency_point():
     assert refusal_consistency_reward(empty, [sol(help_)] * 3) == [0.0, 0.0, 0.0]
     assert tag_consistency_reward(empty) == [0.0, 0.0, 0.0]
     assert refusal_consistency_reward([sol(help_)], [sol(help_)]) == [1.0]  # a real answer still scores
+
+
+def test_an_answer_with_nothing_to_read_scores_zero_and_a_reference_without_answer_does_not_raise():
+    from videosafety_r1.rewards import tag_consistency_reward
+
+    help_ = HELPFUL["text"]["en"].format(t="boxing")
+    blank = [f"<think>x</think>{sol(a)}" for a in ("\u200b", "\ufeff", ".", "<think></think>", "…")]
+    assert refusal_consistency_reward(blank, [sol(help_)] * len(blank)) == [0.0] * len(blank)
+    assert tag_consistency_reward(blank) == [0.0] * len(blank)
+    assert tag_consistency_reward([sol("绿色。")]) == [1.0]  # a one-word answer in any script still counts
+    # a reference without an <answer> span has no decision to match: 0, as the other safety terms give
+    assert refusal_consistency_reward([sol("Sure")], ["Here is how."], "free-form-and-choice") == [0.0]

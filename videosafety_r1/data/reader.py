@@ -67,8 +67,10 @@ def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
         line += text.count("\n", at, end)
         return end
 
-    def problem(what: str) -> tuple[int, None, RowIssue]:
-        return line, None, RowIssue("<json>", "malformed_json", f"JSON array: {what}; fix it or convert to JSONL")
+    def problem(what: str, at: int | None = None) -> tuple[int, None, RowIssue]:
+        # "<file>": reading stops here, so the rest of the file is lost: no on_bad_row policy may skip past it
+        msg = f"JSON array: {what}; nothing after it was read: fix it or convert to JSONL"
+        return line if at is None else at, None, RowIssue("<file>", "malformed_json", msg)
 
     pos = skip(pos)
     if text.startswith("]", pos):  # an empty array
@@ -87,12 +89,16 @@ def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
             except RecursionError:
                 yield problem("an element is nested too deeply")
                 return
-            except _DuplicateKey as err:  # the element parses: find its end without the hook and read on
-                value, (_, end) = None, json.JSONDecoder().raw_decode(text, start)
+            except _DuplicateKey as err:  # a key twice; if the element is whole, find its end without the hook
+                try:
+                    _, end = json.JSONDecoder().raw_decode(text, start)
+                except (json.JSONDecodeError, RecursionError) as bad:  # the element is broken as well
+                    where = f"{bad.msg} at line {bad.lineno} column {bad.colno}" if hasattr(bad, "lineno") else ""
+                    yield problem(where or "an element is nested too deeply", getattr(bad, "lineno", None))
+                    return
                 yield line, None, _duplicate(err.key)
             except json.JSONDecodeError as err:
-                msg = f"JSON array: {err.msg} at line {err.lineno} column {err.colno}; fix it or convert to JSONL"
-                yield err.lineno, None, RowIssue("<json>", "malformed_json", msg)
+                yield problem(f"{err.msg} at line {err.lineno} column {err.colno}", err.lineno)
                 return
             else:
                 yield line, value, None
@@ -116,6 +122,11 @@ def _object(number: int, row: Any, issue: RowIssue | None) -> tuple[int, dict[st
     return number, row if issue is None else None, issue
 
 
+def _blank(lines: list[bytes], start: int) -> bool:
+    """Whether every line from ``start`` on is blank (asked once per file, for its first row only)."""
+    return all(not line.strip() for line in lines[start:])
+
+
 def read_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any] | None, RowIssue | None]]:
     """Yield ``(line_number, row_or_None, issue_or_None)`` per row of a JSONL file, or of a file holding one JSON
     array of objects (VLGuard's ``train.json``; line = where the element starts). Bytes that are not UTF-8 and JSON
@@ -127,9 +138,8 @@ def read_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any
         if not raw.strip():
             continue
         parsed = _decode_line(raw, number)
-        rest_blank = not b"".join(raw_lines[number:]).strip()
         # one JSON array: spread over lines (the first line alone does not parse) or on one line (json.dump)
-        if first and raw.lstrip().startswith(b"[") and (parsed[2] is not None or rest_blank):
+        if first and raw.lstrip().startswith(b"[") and (parsed[2] is not None or _blank(raw_lines, number)):
             data = b"\n" * (number - 1) + b"\n".join(raw_lines[number - 1 :])
             for row in _array_rows(data.decode("utf-8", errors="surrogateescape")):
                 yield _object(*row)

@@ -88,10 +88,13 @@ class ValidationReport:
 
 
 class DataValidationError(InputError):
-    """Raised by :func:`load_dataset_checked` with ``on_bad_row="error"``; ``.report`` holds every problem."""
+    """Raised by :func:`load_dataset_checked` with ``on_bad_row="error"``, or under ``"skip"`` when no row would be
+    left or the file cannot be read to its end; ``.report`` holds every problem."""
 
-    def __init__(self, report: ValidationReport, nothing_left: bool = False):
+    def __init__(self, report: ValidationReport, nothing_left: bool = False, unreadable: bool = False):
         why = f"on_bad_row=skip would leave none of the {report.rows} rows: " if nothing_left else ""
+        if unreadable:
+            why = "the file cannot be read to its end (on_bad_row=skip drops rows, never the rest of a file): "
         super().__init__(f"{why}{len(report.problems)} data problems:\n{report.summary()}")
         self.report = report
 
@@ -278,8 +281,9 @@ def load_dataset_checked(
         video_backend=video_backend,
         alarm_config=alarm_config,
     )
-    if report.problems and (on_bad_row == "error" or not good):
-        raise DataValidationError(report, nothing_left=on_bad_row == "skip")
+    unreadable = on_bad_row == "skip" and any(p.field == "<file>" for p in report.problems)
+    if report.problems and (on_bad_row == "error" or not good or unreadable):
+        raise DataValidationError(report, nothing_left=on_bad_row == "skip" and not good, unreadable=unreadable)
     report.skipped_lines = sorted({(p.file, p.line) for p in report.problems})
     if report.skipped:
         logger.warning(

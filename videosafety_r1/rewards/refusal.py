@@ -14,11 +14,21 @@ decoupling showed up on held-out sentences as "Request: safe ... Plan: overview.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..refusal import KeywordList, get_keyword_list
 from .safety import _log
 from .tags import SAFETY, broadcast, parse_batch
+
+_MARKUP = re.compile(r"<[^<>]*>")  # tags inside an answer ("<think></think>") are not words
+
+
+def _says_something(answer: str | None) -> bool:
+    """Whether an ``<answer>`` holds a letter or digit in any script outside markup: an absent, empty, blank,
+    zero-width, punctuation-only or tags-only answer is neither a refusal nor an answer, and would otherwise earn
+    the point on every safe row."""
+    return answer is not None and any(ch.isalnum() for ch in _MARKUP.sub("", answer))
 
 
 def refusal_consistency_reward(
@@ -32,8 +42,8 @@ def refusal_consistency_reward(
     """1.0 when the completion's ``<answer>`` is a refusal exactly when the reference ``<answer>`` is, else 0.0.
 
     Refusal is :func:`videosafety_r1.refusal.is_refusal` under ``refusal_keywords`` (the evaluation's matcher). A
-    completion without an ``<answer>`` span, or with an empty one, scores 0 (an empty answer would otherwise count
-    as a non-refusal and earn the point on every safe row). Rows whose ``problem_type`` is given and is not the safety type
+    completion whose ``<answer>`` is absent or holds no letter or digit scores 0, and so does a reference without
+    an ``<answer>`` span. Rows whose ``problem_type`` is given and is not the safety type
     get None (TRL leaves them out of this term); with no ``problem_type`` every row is scored.
     """
     n = len(completions)
@@ -44,7 +54,7 @@ def refusal_consistency_reward(
     for ptype, out, ref in zip(types, outs, refs):
         if ptype != SAFETY:
             rewards.append(None)
-        elif not out.answer:  # no <answer>, or an empty one: saying nothing is neither a refusal nor an answer
+        elif not _says_something(out.answer) or ref.answer is None:  # no decision to compare
             rewards.append(0.0)
         else:
             rewards.append(float(matcher.matches(out.answer) == matcher.matches(ref.answer)))
@@ -63,9 +73,10 @@ def tag_consistency_reward(
     (the label policy: refuse when the clip or the request is harmful), else 0.0.
 
     It reads no reference: it rewards the answer for following the completion's own labels, right or wrong, and
-    leaves their correctness to ``accuracy``. A completion without an ``<answer>`` span, with an empty one, or
-    without both labels as 0/1 scores 0. Refusal is :func:`videosafety_r1.refusal.is_refusal` under ``refusal_keywords``. Rows whose
-    ``problem_type`` is given and is not the safety type get None; with no ``problem_type`` every row is scored.
+    leaves their correctness to ``accuracy``. A completion whose ``<answer>`` is absent or holds no letter or
+    digit, or without both labels as 0/1, scores 0. Refusal is :func:`videosafety_r1.refusal.is_refusal` under
+    ``refusal_keywords``. Rows whose ``problem_type`` is given and is not the safety type get None; with no
+    ``problem_type`` every row is scored.
     """
     n = len(completions)
     matcher = get_keyword_list(refusal_keywords)
@@ -74,7 +85,7 @@ def tag_consistency_reward(
     for ptype, out in zip(types, parse_batch(completions)):
         if ptype != SAFETY:
             rewards.append(None)
-        elif not out.answer or out.vid_type is None or out.text_type is None:
+        elif not _says_something(out.answer) or out.vid_type is None or out.text_type is None:
             rewards.append(0.0)
         else:
             rewards.append(float(matcher.matches(out.answer) == bool(out.vid_type or out.text_type)))
