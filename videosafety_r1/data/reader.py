@@ -83,25 +83,19 @@ def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
             if text[pos] in ",]":
                 yield problem(f"{text[pos]!r} where an element should be")
                 return
-            start = pos
+            start, issue = pos, None
             try:
-                value, end = decoder.raw_decode(text, start)
+                try:
+                    value, end = decoder.raw_decode(text, start)
+                except _DuplicateKey as err:  # a key twice: the row is refused; find its end without the hook
+                    value, (_, end), issue = None, json.JSONDecoder().raw_decode(text, start), _duplicate(err.key)
             except RecursionError:
                 yield problem("an element is nested too deeply")
                 return
-            except _DuplicateKey as err:  # a key twice; if the element is whole, find its end without the hook
-                try:
-                    _, end = json.JSONDecoder().raw_decode(text, start)
-                except (json.JSONDecodeError, RecursionError) as bad:  # the element is broken as well
-                    where = f"{bad.msg} at line {bad.lineno} column {bad.colno}" if hasattr(bad, "lineno") else ""
-                    yield problem(where or "an element is nested too deeply", getattr(bad, "lineno", None))
-                    return
-                yield line, None, _duplicate(err.key)
-            except json.JSONDecodeError as err:
+            except json.JSONDecodeError as err:  # the element is broken (a repeated key in it or not)
                 yield problem(f"{err.msg} at line {err.lineno} column {err.colno}", err.lineno)
                 return
-            else:
-                yield line, value, None
+            yield line, value, issue
             line += text.count("\n", start, end)
             pos = skip(end)
             if text.startswith("]", pos):

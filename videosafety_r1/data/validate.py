@@ -92,9 +92,11 @@ class DataValidationError(InputError):
     left or the file cannot be read to its end; ``.report`` holds every problem."""
 
     def __init__(self, report: ValidationReport, nothing_left: bool = False, unreadable: bool = False):
-        why = f"on_bad_row=skip would leave none of the {report.rows} rows: " if nothing_left else ""
+        why = ""
         if unreadable:
             why = "the file cannot be read to its end (on_bad_row=skip drops rows, never the rest of a file): "
+        elif nothing_left:
+            why = f"on_bad_row=skip would leave none of the {report.rows} rows: "
         super().__init__(f"{why}{len(report.problems)} data problems:\n{report.summary()}")
         self.report = report
 

@@ -31,6 +31,11 @@ def _says_something(answer: str | None) -> bool:
     return answer is not None and any(ch.isalnum() for ch in _MARKUP.sub("", answer))
 
 
+def _types(problem_type: Any, n: int) -> list[Any]:
+    """The rows' problem types; with no ``problem_type`` column every row is a safety row."""
+    return broadcast(problem_type, n, "problem_type") if problem_type is not None else [SAFETY] * n
+
+
 def refusal_consistency_reward(
     completions: list[Any],
     solution: list[str],
@@ -48,7 +53,7 @@ def refusal_consistency_reward(
     """
     n = len(completions)
     matcher = get_keyword_list(refusal_keywords)
-    types = broadcast(problem_type, n, "problem_type") if problem_type is not None else [SAFETY] * n
+    types = _types(problem_type, n)
     outs, refs = parse_batch(completions), parse_batch(broadcast(solution, n, "solution"))
     rewards: list[float | None] = []
     for ptype, out, ref in zip(types, outs, refs):
@@ -80,7 +85,7 @@ def tag_consistency_reward(
     """
     n = len(completions)
     matcher = get_keyword_list(refusal_keywords)
-    types = broadcast(problem_type, n, "problem_type") if problem_type is not None else [SAFETY] * n
+    types = _types(problem_type, n)
     rewards: list[float | None] = []
     for ptype, out in zip(types, parse_batch(completions)):
         if ptype != SAFETY:
