@@ -450,3 +450,18 @@ def test_rows_of_another_format_than_the_first_row_say_which_line_set_it(tmp_pat
     mixed = [p for p in report.problems if p.kind == "mixed_formats"]
     assert [p.line for p in mixed] == [2, 3]
     assert "reads as canonical-sft, but line 1 set the file's format to published-sft" in mixed[0].message
+
+
+@pytest.mark.parametrize("name", ["big.jsonl", "big.json"])
+def test_an_integer_python_refuses_to_read_is_a_located_problem(tmp_path, name):
+    """json parses a 5000-digit integer, but Python refuses to convert it (ValueError): a problem of its row, never a
+    traceback, under either policy."""
+    row = json.dumps(canon_sft()).replace("{", '{"big": ' + "1" + "0" * 5000 + ", ", 1)
+    path = tmp_path / name
+    path.write_text(row + "\n" if name.endswith("l") else f"[{row}]", encoding="utf-8")
+    _, report = validate_file(path, tmp_path, check_videos=False)
+    assert [p.kind for p in report.problems] == ["malformed_json"] and report.problems[0].line == 1
+    assert "4300" in report.problems[0].message
+    for policy in ("error", "skip"):
+        with pytest.raises(DataValidationError):
+            load_dataset_checked(path, tmp_path, on_bad_row=policy, check_videos=False)

@@ -34,6 +34,10 @@ def _duplicate(key: str) -> RowIssue:
     return RowIssue(key, "duplicate_key", f"key {key!r} appears twice in one JSON object (which value is meant?)")
 
 
+def _short(err: Exception) -> str:
+    return " ".join(str(err).split())[:160]
+
+
 def _decode_line(raw: bytes, number: int) -> tuple[int, Any, RowIssue | None]:
     try:
         line = raw.decode("utf-8")
@@ -47,6 +51,8 @@ def _decode_line(raw: bytes, number: int) -> tuple[int, Any, RowIssue | None]:
         return number, None, RowIssue("<json>", "malformed_json", f"invalid JSON at column {err.pos + 1}: {err.msg}")
     except RecursionError:
         return number, None, RowIssue("<json>", "malformed_json", "invalid JSON: nested too deeply")
+    except ValueError as err:  # parses, but Python refuses the value (an integer of more than 4300 digits)
+        return number, None, RowIssue("<json>", "malformed_json", f"unreadable JSON value: {_short(err)}")
 
 
 _WHITESPACE = re.compile(r"[ \t\r\n]*")
@@ -94,6 +100,9 @@ def _array_rows(text: str) -> Iterator[tuple[int, Any, RowIssue | None]]:
                 return
             except json.JSONDecodeError as err:  # the element is broken (a repeated key in it or not)
                 yield problem(f"{err.msg} at line {err.lineno} column {err.colno}", err.lineno)
+                return
+            except ValueError as err:  # parses, but Python refuses the value (an integer of more than 4300 digits)
+                yield problem(f"an unreadable value ({_short(err)})")
                 return
             yield line, value, issue
             line += text.count("\n", start, end)
